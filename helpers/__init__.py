@@ -1,0 +1,12 @@
+"""Helpers for the course "What does a CNN see?": models, photos, hooks, maps, plots and widgets.
+
+Every explanation method lives in one module and reads like its formula; everything is batched and
+runs on the model's device.
+"""
+from .images import (DATA_DIR, ImageError, Preprocess, TopK, find_classes, imagenet_labels, load_image,
+                     sample_names, top_k)
+from .models import (EfficientNetLite0, LayerInfo, WeightsUnavailableError, available_models,
+                     explainable_layers, load_model, resolve_layer)
+from .hooks import Recording, check_batch, explaining, model_device, record
+from .maps import normalize, upsample
+from .plot import as_array, overlay, show_grid

@@ -1,0 +1,114 @@
+"""Looking inside a model without changing it.
+
+``record(model, layer)`` captures a layer's output (its *activations*) on the way forward and the
+gradient that reaches it on the way back. It uses a forward hook plus a hook on the output tensor,
+because ``register_full_backward_hook`` refuses modules whose output is modified in place
+(``ReLU(inplace=True)`` in torchvision ResNets and VGGs). Hooks are removed on exit, also when the
+body raises.
+
+``explaining(model)`` puts a model in eval mode with frozen parameters for the duration of an
+explanation and then restores every module's training flag and every parameter's ``requires_grad``;
+parameters' ``.grad`` is never touched because the course computes gradients with
+``torch.autograd.grad``, which returns them instead of accumulating them.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from .models import resolve_layer
+
+__all__ = ["record", "Recording", "explaining", "model_device", "check_batch"]
+
+
+class Recording:
+    """What :func:`record` saw at one layer during the last forward (and backward) pass."""
+
+    def __init__(self, name: str, module: nn.Module):
+        self.name, self.module = name, module
+        self.activations: torch.Tensor | None = None
+        self.gradients: torch.Tensor | None = None
+        self.calls = 0
+
+    def __repr__(self):
+        shape = lambda t: None if t is None else tuple(t.shape)  # noqa: E731
+        return f"Recording({self.name!r}, activations={shape(self.activations)}, gradients={shape(self.gradients)})"
+
+
+@contextmanager
+def record(model: nn.Module, layer, detach: bool = False):
+    """Record ``layer``'s output and, after a backward pass, the gradient of the output.
+
+    ``activations`` stays attached to the autograd graph (unless ``detach=True``), so
+    ``torch.autograd.grad(score, rec.activations)`` differentiates with respect to it directly;
+    ``gradients`` is filled by ``.backward()`` or ``autograd.grad`` through it.
+    """
+    name, module = resolve_layer(model, layer)
+    recording = Recording(name, module)
+
+    def start_of_forward(_module, _inputs):
+        recording.calls = 0
+
+    def on_forward(_module, _inputs, output):
+        if not isinstance(output, torch.Tensor):
+            raise TypeError(f"layer {name!r} returns a {type(output).__name__}, not one tensor; "
+                            "record one of its sub-layers instead")
+        recording.calls += 1
+        if recording.calls > 1:
+            raise RuntimeError(f"layer {name!r} ran {recording.calls} times in one forward pass (the module is "
+                               "reused), so it has no single output to explain; record its parent block instead")
+        recording.activations = output.detach() if detach else output
+        recording.gradients = None
+        if output.requires_grad:
+            output.register_hook(lambda grad: setattr(recording, "gradients", grad))
+
+    handles = [model.register_forward_pre_hook(start_of_forward), module.register_forward_hook(on_forward)]
+    try:
+        yield recording
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextmanager
+def explaining(model: nn.Module):
+    """Eval mode and frozen parameters inside the block; every flag restored afterwards."""
+    training = {module: module.training for module in model.modules()}
+    requires_grad = {p: p.requires_grad for p in model.parameters()}
+    try:
+        model.eval()
+        for p in requires_grad:
+            p.requires_grad_(False)
+        yield model
+    finally:
+        for module, flag in training.items():
+            module.training = flag
+        for p, flag in requires_grad.items():
+            p.requires_grad_(flag)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return torch.device("cpu")
+
+
+def check_batch(model: nn.Module, x) -> torch.Tensor:
+    """``x`` as a float batch ``(N, C, H, W)`` on the model's device and in its dtype, or a clear error."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"expected a tensor batch (N, C, H, W), got {type(x).__name__}; "
+                        "turn an image into one with preprocess(load_image(...))")
+    if x.ndim == 3:
+        raise ValueError(f"expected a batch (N, C, H, W), got one image of shape {tuple(x.shape)}; "
+                         "add the batch dimension with x[None] or x.unsqueeze(0)")
+    if x.ndim != 4 or x.shape[0] == 0:
+        raise ValueError(f"expected a non-empty batch of shape (N, C, H, W), got {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise TypeError(f"expected floating-point pixels, got {x.dtype}; images go through preprocess(...) first")
+    reference = next(iter(model.parameters()), None)
+    dtype = reference.dtype if reference is not None else x.dtype
+    return x.detach().to(device=model_device(model), dtype=dtype)
