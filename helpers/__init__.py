@@ -10,3 +10,4 @@ from .models import (EfficientNetLite0, LayerInfo, WeightsUnavailableError, avai
 from .hooks import Recording, check_batch, explaining, model_device, record
 from .maps import normalize, upsample
 from .plot import as_array, overlay, show_grid
+from .targets import check_target, target_scores
