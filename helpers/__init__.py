@@ -11,3 +11,4 @@ from .hooks import Recording, check_batch, explaining, model_device, record
 from .maps import normalize, upsample
 from .plot import as_array, overlay, show_grid
 from .targets import check_target, target_scores
+from .noise import noise_sigma, noisy_chunks

@@ -1,0 +1,55 @@
+"""Noisy copies of a batch, made chunk by chunk so memory stays bounded however many samples you ask for.
+
+Shared by SmoothGrad and Smooth Grad-CAM++. The noise is Gaussian with standard deviation
+σ = noise_level × (max(x) − min(x)), measured per image, as in Smilkov et al. (2017).
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterator
+
+import torch
+from tqdm.auto import tqdm
+
+__all__ = ["noise_sigma", "noisy_chunks", "check_sampling"]
+
+
+def check_sampling(noise_level: float, samples: int, batch_size: int):
+    if not (isinstance(noise_level, (int, float)) and math.isfinite(noise_level) and noise_level >= 0):
+        raise ValueError(f"noise_level must be a finite number ≥ 0 (a fraction of the input range, e.g. 0.15); "
+                         f"got {noise_level!r}")
+    if not isinstance(samples, int) or samples < 1:
+        raise ValueError(f"samples must be a whole number ≥ 1, got {samples!r}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a whole number ≥ 1, got {batch_size!r}")
+
+
+def noise_sigma(x: torch.Tensor, noise_level: float) -> torch.Tensor:
+    """σ for each image of the batch ``(N, C, H, W)``: ``noise_level × (max − min)``, shape ``(N, 1, 1, 1)``."""
+    flat = x.reshape(x.shape[0], -1)
+    return (noise_level * (flat.amax(1) - flat.amin(1))).view(-1, 1, 1, 1)
+
+
+def noisy_chunks(x: torch.Tensor, noise_level: float, samples: int, batch_size: int = 32,
+                 generator: torch.Generator | None = None, progress: bool | None = None,
+                 description: str = "noise samples") -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield ``(noisy, image_index)``: at most ``batch_size`` noisy copies at a time and, for each, the
+    index of the image of ``x`` it copies. All ``N × samples`` copies are yielded exactly once,
+    image by image.
+
+    With a CPU generator the draws do not depend on ``batch_size``: the same seed gives the same
+    copies however they are chunked. ``progress=None`` shows a bar when there are more than 4 chunks.
+    """
+    check_sampling(noise_level, samples, batch_size)
+    n, per_image = x.shape[0], x[0].numel()
+    sigma = noise_sigma(x, noise_level)
+    padded = -(-per_image // 16) * 16  # torch draws normals in blocks of 16: whole blocks keep chunking invisible
+    device = generator.device if generator is not None else x.device
+    total = n * samples
+    starts = range(0, total, batch_size)
+    show = len(starts) > 4 if progress is None else progress
+    for start in tqdm(starts, desc=description, disable=not show, leave=False):
+        index = torch.arange(start, min(start + batch_size, total), device=x.device) // samples
+        draws = torch.randn(len(index), padded, generator=generator, device=device, dtype=x.dtype)
+        noise = draws[:, :per_image].to(x.device).view(-1, *x.shape[1:])
+        yield x[index] + sigma[index] * noise, index
