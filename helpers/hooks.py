@@ -63,6 +63,9 @@ def record(model: nn.Module, layer, detach: bool = False):
         recording.gradients = None
         if output.requires_grad:
             output.register_hook(lambda grad: setattr(recording, "gradients", grad))
+        # The rest of the network gets a copy, so an in-place op downstream (ReLU(inplace=True))
+        # cannot overwrite the activations we keep.
+        return output.clone()
 
     handles = [model.register_forward_pre_hook(start_of_forward), module.register_forward_hook(on_forward)]
     try:

@@ -1,0 +1,44 @@
+"""Scaling and resizing are explicit, exact and safe on constant maps; plots draw what they are given."""
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+
+from helpers import normalize, overlay, show_grid, upsample
+
+
+def test_minmax_max_and_percentile():
+    maps = torch.tensor([[[-2.0, 0.0], [1.0, 2.0]], [[3.0, 3.0], [3.0, 3.0]]])
+    minmax = normalize(maps, "minmax")
+    assert torch.equal(minmax[0], torch.tensor([[0.0, 0.5], [0.75, 1.0]]))
+    assert torch.equal(minmax[1], torch.zeros(2, 2))                    # constant: zeros, not NaN
+    assert torch.equal(normalize(maps, "max")[0], torch.tensor([[-1.0, 0.0], [0.5, 1.0]]))
+    spiky = torch.ones(1, 10, 10)
+    spiky[0, 0, 0] = 1000
+    assert normalize(spiky, "percentile", 50)[0, 5, 5] == 1 and normalize(spiky, "minmax")[0, 5, 5] == 0
+    assert torch.equal(normalize(torch.zeros(1, 3, 3), "percentile"), torch.zeros(1, 3, 3))
+    with pytest.raises(ValueError, match="unknown normalisation"):
+        normalize(maps, "softmax")
+
+
+def test_upsample_keeps_leading_dimensions_and_constants():
+    maps = torch.full((2, 3, 7, 7), 4.0)
+    assert torch.allclose(upsample(maps, 224), torch.full((2, 3, 224, 224), 4.0))
+    assert upsample(torch.rand(5, 2, 3), (4, 6)).shape == (5, 4, 6)
+    with pytest.raises(ValueError):
+        upsample(torch.rand(7, 7), 14)
+
+
+def test_overlay_and_grid_draw_every_panel():
+    image = np.random.default_rng(0).random((32, 48, 3))
+    heat = torch.zeros(4, 6)
+    heat[1, 2] = 1
+    ax = overlay(image, heat, title="one hot spot")
+    drawn = ax.get_images()[1].get_array()
+    assert drawn.shape == (32, 48) and drawn.max() == 1 and ax.get_title() == "one hot spot"
+    fig = show_grid([image, heat, (image, heat)], titles=["photo", "map", "overlay"], ncols=2)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[:3] == ["photo", "map", "overlay"] and len(fig.axes) == 4
+    plt.close("all")
+    with pytest.raises(ValueError, match="titles"):
+        show_grid([image], titles=["a", "b"])
