@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: setup lab test clean
+.PHONY: setup lab test student clean
 
 setup: $(STAMP)
 
@@ -19,6 +19,10 @@ lab: setup
 
 test: setup
 	$(VENV)/bin/python -m pytest
+
+# Student copies for a class: solutions blanked, outputs cleared, teacher-only cells removed.
+student: setup
+	$(VENV)/bin/python -m helpers.classroom notebooks student
 
 clean:
 	rm -rf $(VENV) student test-artifacts
