@@ -22,7 +22,8 @@ from browser.slicing import EXPLORER, KERNELSPEC, SETUP, explorer_copy, explorer
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
 ARTIFACTS = REPO / "test-artifacts" / "browser"
-# The control to step, for an explorer whose first slider (else first drop-down) is not the one to try.
+# The control to step where the default (first slider, else a layer drop-down, else the first drop-down)
+# is not the one to try: notebook stem → CSS selector.
 CONTROLS: dict[str, str] = {}
 
 SELFTEST_CELLS = [

@@ -246,7 +246,8 @@ class NotebookPage:
     def check_explorer(self, position: int, control: str | None = None) -> str:
         """Check that the explorer in cell ``position`` rendered, move its control with the keyboard and
         wait for its picture to change. ``control`` is a CSS selector; by default the first slider
-        handle, else the first drop-down. Returns what was moved; screenshots go to ``artifacts``."""
+        handle, else a layer drop-down, else the first drop-down (the photo). Returns what was moved;
+        screenshots go to ``artifacts``."""
         cell = self.page.locator(".jp-Notebook .jp-Cell").nth(position)
         view = cell.locator(".jp-OutputArea-output:has(.jupyter-widgets)").first
         label = f"{self.name} explorer in cell {position}"
@@ -286,7 +287,7 @@ class NotebookPage:
 
     @staticmethod
     def _control(view, control: str | None, label: str):
-        candidates = [control] if control else [".noUi-handle", "select"]
+        candidates = [control] if control else [".noUi-handle", "[class*='layer'] select", "select"]
         for selector in candidates:
             found = view.locator(selector)
             if found.count():
