@@ -1,3 +1,4 @@
 """Interactive explorers for the notebooks, built on the pure functions of ``helpers``."""
 from .common import ClassPicker, Explorer, ImagePicker, figure_png
 from .predictions import PredictionExplorer
+from .features import FeatureExplorer
