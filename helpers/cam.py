@@ -1,0 +1,376 @@
+r"""Class activation maps: CAM, Grad-CAM (with its counterfactual and guided variants), Grad-CAM++ and
+Smooth Grad-CAM++.
+
+The gradient methods share one recipe; only step 3 differs between them:
+
+1. one forward pass records a layer's activations :math:`A` ``(N, C, h, w)`` and the logits;
+2. the gradients :math:`g = \partial S/\partial A` of the target scores, several targets per image
+   from that same pass (:class:`LayerPass`);
+3. a channel weight :math:`w_k` per feature map;
+4. the map :math:`L = \mathrm{ReLU}(\sum_k w_k A_k)` at the layer's resolution.
+
+Maps come back raw, on the model's device: resizing and scaling for display are explicit steps
+(:func:`helpers.upsample`, :func:`helpers.normalize`).
+
+>>> model, preprocess = load_model()
+>>> x = preprocess([load_image("cat"), load_image("coffee")])          # (2, 3, 224, 224)
+>>> grad_cam(model, x, 285, layer="head.act").shape                    # class 285 for both
+torch.Size([2, 7, 7])
+>>> top5 = top_k(model, x, 5).indices                                  # (2, 5)
+>>> grad_cam_pp(model, x, top5, layer="blocks.10").shape               # 5 classes, one forward
+torch.Size([2, 5, 14, 14])
+"""
+from __future__ import annotations
+
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .gradients import input_gradients
+from .hooks import check_batch, explaining, record
+from .maps import upsample
+from .models import resolve_layer
+from .noise import noisy_chunks
+from .targets import Target, check_target, target_scores
+
+__all__ = [
+    "cam", "cam_head", "CamHead", "CamHeadError", "grad_cam", "grad_cam_pp", "smooth_grad_cam_pp",
+    "guided_backprop", "guided_grad_cam", "guided_relus", "LayerPass", "GUIDED_ACTIVATIONS",
+]
+
+
+# --------------------------------------------------------------------------- #
+# CAM: a global-average-pooling + linear head, read backwards
+# --------------------------------------------------------------------------- #
+class CamHeadError(ValueError):
+    """The model's head is not global average pooling followed by one linear layer."""
+
+
+@dataclass(frozen=True)
+class CamHead:
+    """Where CAM reads a model: ``layer`` outputs the feature map whose spatial mean ``linear`` maps to the logits."""
+
+    layer: str
+    linear: str
+
+
+_NOT_CAM = ("CAM needs logits S = W · GAP(A) + b: one linear layer applied to the spatial mean of a feature map A, "
+            "so that each logit splits exactly over the map's positions. {why}. "
+            "Use grad_cam(model, x, target, layer=...) instead: it works with any head and any layer.")
+
+
+def _cam_forward(model: nn.Module, x: torch.Tensor):
+    """One forward pass that finds the GAP + linear head; returns ``(CamHead, features A, linear)``.
+
+    The head is found by what it computes, not by its names: the linear layer that produces the logits
+    must read the spatial mean of a feature map that some layer returned (``AdaptiveAvgPool2d``,
+    ``x.mean((2, 3))`` and ``F.adaptive_avg_pool2d`` all qualify).
+    """
+    widths = {m.in_features for m in model.modules() if isinstance(m, nn.Linear)}
+    calls, maps, linear_inputs = Counter(), {}, {}
+
+    def on_forward(module, inputs, output):
+        calls[module] += 1
+        if isinstance(module, nn.Linear):
+            linear_inputs[module] = (inputs[0], output)
+        elif (isinstance(output, torch.Tensor) and output.ndim == 4 and output.shape[1] in widths
+              and output.shape[2] * output.shape[3] > 1):
+            maps[module] = (output, output._version)  # a later in-place change disqualifies it
+
+    handles = [m.register_forward_hook(on_forward) for m in model.modules() if m is not model]
+    try:
+        with explaining(model), torch.no_grad():
+            logits = model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    names = {module: name for name, module in model.named_modules()}
+    if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
+        raise CamHeadError(_NOT_CAM.format(why="This model does not return a (N, classes) tensor of logits"))
+    fc = next((m for m, (_, out) in linear_inputs.items() if out is logits), None)
+    if fc is None:
+        raise CamHeadError(_NOT_CAM.format(why=f"The logits of this {type(model).__name__} do not come straight "
+                                               "out of an nn.Linear layer"))
+    pooled = linear_inputs[fc][0]
+    scale = float(pooled.abs().max()) if pooled.numel() else 0.0
+    for module, (features, version) in maps.items():
+        if (calls[module] == 1 and features._version == version and features.shape[1] == fc.in_features
+                and pooled.shape == features.shape[:2]
+                and torch.allclose(features.mean((2, 3)), pooled, rtol=1e-4, atol=1e-5 * scale)):
+            return CamHead(names[module], names[fc]), features, fc
+    layers = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    deep = f" (it comes out of other linear layers: {', '.join(layers[:-1])})" if len(layers) > 1 else ""
+    raise CamHeadError(_NOT_CAM.format(
+        why=f"Here the last layer {names[fc]!r} (Linear {fc.in_features} → {fc.out_features}) reads a vector that "
+            f"is not the spatial mean of any {fc.in_features}-channel feature map{deep}"))
+
+
+def cam_head(model: nn.Module, x: torch.Tensor | None = None) -> CamHead:
+    """The feature layer and the linear layer that make ``model`` a GAP + linear classifier, or a
+    :class:`CamHeadError` saying why it is not one. ``x`` defaults to one black 224 × 224 image.
+
+    >>> cam_head(load_model()[0])
+    CamHead(layer='head.act', linear='fc')
+    """
+    if x is None:
+        parameter = next(model.parameters())
+        x = torch.zeros(1, 3, 224, 224, dtype=parameter.dtype, device=parameter.device)
+    return _cam_forward(model, check_batch(model, x))[0]
+
+
+def cam(model: nn.Module, x: torch.Tensor, target: Target, layer=None) -> torch.Tensor:
+    r"""Class activation map (Zhou et al., 2016) of a network whose head is GAP followed by a linear layer.
+
+    With feature maps :math:`A_k` (``Z = h·w`` positions) and the head's weights :math:`w^c_k`, bias :math:`b_c`,
+
+    .. math::  S_c = \sum_k w^c_k \frac{1}{Z}\sum_{x,y} A_k(x,y) + b_c
+                   = \frac{1}{Z}\sum_{x,y} M_c(x,y) + b_c, \qquad M_c(x,y) = \sum_k w^c_k A_k(x,y),
+
+    so the map's mean plus the bias *is* the logit. Returns :math:`M_c`, ``(N, h, w)`` (or ``(N, K, h, w)``
+    for a grid of K classes per image), raw: it can be negative. ``layer`` is found automatically (the
+    map the head reads); naming another layer is an error, because only that one has this identity.
+    Models without such a head raise :class:`CamHeadError` — use :func:`grad_cam` for them.
+
+    >>> maps = cam(model, x, top_k(model, x, 5).indices)          # (N, 5, 7, 7)
+    """
+    if callable(target) and not isinstance(target, torch.Tensor):
+        raise TypeError("CAM explains class logits, so target must be class indices; "
+                        "for a callable target use grad_cam(model, x, target, layer=...)")
+    x = check_batch(model, x)
+    head, features, fc = _cam_forward(model, x)
+    if layer is not None and resolve_layer(model, layer)[0] != head.layer:
+        raise ValueError(f"CAM can only explain the feature map its GAP + linear head reads ({head.layer!r} here): "
+                         f"only there does the map's mean give the logit. For {resolve_layer(model, layer)[0]!r} "
+                         "use grad_cam(model, x, target, layer=...)")
+    classes = check_target(target, len(x), fc.out_features).to(features.device)
+    maps = torch.einsum("n...c,nchw->n...hw", fc.weight.detach()[classes], features)
+    return maps
+
+
+# --------------------------------------------------------------------------- #
+# The shared core: one forward pass, gradients of any targets from it
+# --------------------------------------------------------------------------- #
+class LayerPass:
+    """One forward pass of ``x`` with ``layer``'s activations kept on the autograd graph, so that the
+    gradients of any target come from it without running the model again (the explorers keep one).
+
+    Rows of ``x`` may be copies of the images of another batch: ``image_index[r]`` says which one
+    (noisy copies).
+
+    >>> run = LayerPass(model, x, "head.act")            # the forward pass, once
+    >>> run.grad_cam(285), run.grad_cam(282)             # two classes, two backward passes
+    """
+
+    def __init__(self, model: nn.Module, x: torch.Tensor, layer, image_index: torch.Tensor | None = None):
+        self.model, self.image_index = model, image_index
+        self.x = check_batch(model, x).requires_grad_()  # so that every layer's output is on the graph
+        with explaining(model), torch.enable_grad(), record(model, layer) as recording:
+            self.logits = model(self.x)
+        self.layer, self.activations = recording.name, recording.activations
+        if self.activations is None:
+            raise ValueError(f"layer {self.layer!r} did not run during the forward pass, so it has nothing to explain; "
+                             "pick one from explainable_layers(model)")
+
+    @torch.enable_grad()  # the scores are computed here too: a caller's torch.no_grad() must not stop them
+    def gradients(self, target: Target) -> torch.Tensor:
+        r"""``(N, K, C, h, w)``: :math:`\partial S_k / \partial A` for each of the K targets of each image
+        (K = 1 unless ``target`` is an ``(N, K)`` grid), all from this pass's graph."""
+        scores = target_scores(self.logits, target, self.image_index)
+        scores = scores.reshape(len(scores), -1)
+        if not scores.requires_grad:
+            raise ValueError("the target scores do not depend on the input; a callable target must compute "
+                             "its scores from the logits it is given")
+        gradients = []
+        for k in range(scores.shape[1]):  # each image's score depends on that image only: one backward per target
+            (gradient,) = torch.autograd.grad(scores[:, k].sum(), self.activations, retain_graph=True,
+                                              allow_unused=True)
+            if gradient is None:
+                raise ValueError(f"the target scores do not depend on layer {self.layer!r}; "
+                                 "choose a layer on the path from the input to the logits")
+            gradients.append(gradient)
+        return torch.stack(gradients, 1)
+
+    def maps(self, weights: torch.Tensor, relu: bool = True, neurons=None) -> torch.Tensor:
+        r""":math:`\sum_k w_k A_k` for channel weights ``(N, K, C)``, over the chosen ``neurons`` only,
+        then ReLU (unless ``relu=False``): ``(N, K, h, w)``."""
+        if neurons is not None:
+            weights = weights * _neuron_mask(neurons, weights.shape[-1], weights)
+        maps = torch.einsum("nkc,nchw->nkhw", weights, self.activations.detach())
+        return maps.relu() if relu else maps
+
+    def grad_cam(self, target: Target, relu: bool = True, counterfactual: bool = False, neurons=None):
+        """:func:`grad_cam` from this pass."""
+        weights = self.gradients(target).mean((-2, -1))
+        return _as_target(self.maps(-weights if counterfactual else weights, relu, neurons), target)
+
+    def grad_cam_pp(self, target: Target, relu: bool = True, neurons=None):
+        """:func:`grad_cam_pp` from this pass."""
+        g = self.gradients(target)
+        return _as_target(self.maps(_grad_cam_pp_weights(self.activations, g, g ** 2, g ** 3), relu, neurons), target)
+
+
+def _grad_cam_pp_weights(activations, d1, d2, d3) -> torch.Tensor:
+    r"""Channel weights ``(N, K, C)`` of Grad-CAM++ from the gradient's first three powers ``(N, K, C, h, w)``:
+    :math:`\alpha = d_2 / (2 d_2 + \sum_{ab} A_{ab}\, d_3)` (0 where the denominator is 0) and
+    :math:`w = \sum_{ij} \alpha_{ij}\, \mathrm{ReLU}(d_1)_{ij}`."""
+    total = activations.detach().sum((-2, -1))[:, None, :, None, None]  # Σ_ab A_ab per image and channel
+    denominator = 2 * d2 + total * d3
+    nonzero = denominator != 0
+    alpha = torch.where(nonzero, d2 / torch.where(nonzero, denominator, torch.ones_like(denominator)), 0.0)
+    return (alpha * d1.relu()).sum((-2, -1))
+
+
+def _neuron_mask(neurons, channels: int, like: torch.Tensor) -> torch.Tensor:
+    """A 0/1 vector over the ``channels`` feature maps that keeps ``neurons`` (indices, or a boolean mask)."""
+    chosen = torch.as_tensor(neurons, device=like.device)
+    if chosen.dtype == torch.bool:
+        if chosen.shape != (channels,):
+            raise ValueError(f"a boolean neuron mask needs one entry per feature map ({channels}), got {tuple(chosen.shape)}")
+        return chosen.to(like.dtype)
+    if chosen.is_floating_point() or chosen.ndim > 1 or chosen.numel() == 0:
+        raise ValueError("neurons must be a non-empty list of feature-map (channel) indices, or a boolean mask")
+    if chosen.min() < -channels or chosen.max() >= channels:
+        raise ValueError(f"neuron index {int(chosen.max() if chosen.max() >= channels else chosen.min())} is out of "
+                         f"range: this layer has {channels} feature maps (0 to {channels - 1})")
+    mask = torch.zeros(channels, dtype=like.dtype, device=like.device)
+    mask[chosen.long()] = 1
+    return mask
+
+
+def _is_grid(target) -> bool:
+    return not callable(target) and torch.as_tensor(target).ndim == 2
+
+
+def _as_target(maps: torch.Tensor, target) -> torch.Tensor:
+    """Drop the K axis unless the caller asked for a grid of K targets per image."""
+    return maps if _is_grid(target) else maps[:, 0]
+
+
+# --------------------------------------------------------------------------- #
+# Grad-CAM and Grad-CAM++
+# --------------------------------------------------------------------------- #
+def grad_cam(model: nn.Module, x: torch.Tensor, target: Target, layer, *, relu: bool = True,
+             counterfactual: bool = False, neurons=None) -> torch.Tensor:
+    r"""Grad-CAM (Selvaraju et al., 2017): feature maps weighted by their spatially averaged gradient.
+
+    .. math::  w^c_k = \frac{1}{Z}\sum_{i,j}\frac{\partial S_c}{\partial A^k_{ij}}, \qquad
+               L^c = \mathrm{ReLU}\Big(\sum_k w^c_k A^k\Big)
+
+    Works on any layer of any differentiable model. ``counterfactual=True`` uses :math:`-w^c_k`: the regions
+    whose removal would raise the score ("what speaks against class c"). ``relu=False`` returns the map
+    before the ReLU (captum's ``LayerGradCam`` default). ``neurons`` keeps only those feature maps
+    (channel indices or a boolean mask). Returns ``(N, h, w)``, or ``(N, K, h, w)`` for a grid target.
+    On a GAP + linear head's feature map, Grad-CAM = ReLU(CAM) / Z.
+
+    >>> grad_cam(model, x, 285, layer="blocks.10")               # (N, 14, 14)
+    """
+    return LayerPass(model, x, layer).grad_cam(target, relu, counterfactual, neurons)
+
+
+def grad_cam_pp(model: nn.Module, x: torch.Tensor, target: Target, layer, *, relu: bool = True,
+                neurons=None) -> torch.Tensor:
+    r"""Grad-CAM++ (Chattopadhyay et al., 2018) in the paper's closed form, with the exponential trick.
+
+    The class score is taken as :math:`Y = e^{S_c}`; for a piecewise-linear network (ReLU, ReLU6,
+    max-pool, batch norm in eval mode) its derivatives are :math:`e^{S}g`, :math:`e^{S}g^2`,
+    :math:`e^{S}g^3` with :math:`g = \partial S_c/\partial A^k_{ij}`, and
+
+    .. math::  \alpha^{kc}_{ij} = \frac{g_{ij}^2}{2 g_{ij}^2 + \sum_{a,b} A^k_{ab}\, g_{ij}^3}
+               \;(0 \text{ where the denominator is } 0), \qquad
+               w^c_k = \sum_{i,j} \alpha^{kc}_{ij}\,\mathrm{ReLU}(g_{ij}), \qquad
+               L^c = \mathrm{ReLU}\Big(\sum_k w^c_k A^k\Big).
+
+    No epsilon is added to the denominator, so small gradients keep their exact weights. The common
+    positive factor :math:`e^{S_c}` of the weights is left out (it would overflow for large logits and
+    only rescales the map). Options and shapes as in :func:`grad_cam`.
+
+    >>> grad_cam_pp(model, x, top_k(model, x, 3).indices, layer="head.act")   # (N, 3, 7, 7)
+    """
+    return LayerPass(model, x, layer).grad_cam_pp(target, relu, neurons)
+
+
+def smooth_grad_cam_pp(model: nn.Module, x: torch.Tensor, target: Target, layer, *, noise_level: float = 0.15,
+                       samples: int = 16, batch_size: int = 16, generator: torch.Generator | None = None,
+                       progress: bool | None = None, relu: bool = True, neurons=None) -> torch.Tensor:
+    r"""Smooth Grad-CAM++ (Omeiza et al., 2019): Grad-CAM++ with its gradient terms averaged over noisy copies.
+
+    For ``samples`` copies :math:`x + \varepsilon_s`, :math:`\varepsilon_s \sim \mathcal N(0, \sigma^2)` with
+    :math:`\sigma` = ``noise_level`` × (max − min) of each image, and :math:`g_s = \partial S_c/\partial A`
+    at copy :math:`s`:
+
+    .. math::  D_p = \frac{1}{n}\sum_{s=1}^{n} g_s^{\,p}\;(p = 1, 2, 3), \qquad
+               \alpha_{ij} = \frac{D_2}{2 D_2 + \sum_{a,b} A_{ab}\, D_3}, \qquad
+               w_k = \sum_{i,j}\alpha_{ij}\,\mathrm{ReLU}(D_1), \qquad
+               L = \mathrm{ReLU}\Big(\sum_{k \in \text{neurons}} w_k A^k\Big)
+
+    where :math:`A` is the clean image's activation, the map being explained. ``neurons`` keeps only the
+    chosen feature maps (the paper's "choosing neurons"). The copies go through the model ``batch_size`` at
+    a time (:func:`helpers.noisy_chunks`); a CPU ``generator`` makes them reproducible whatever the
+    chunking. ``noise_level=0`` gives :func:`grad_cam_pp` exactly.
+
+    >>> smooth_grad_cam_pp(model, x, 285, "head.act", samples=8, generator=torch.Generator().manual_seed(0))
+    """
+    clean = LayerPass(model, x, layer)
+    check_target(target, len(clean.x), clean.logits.shape[-1])  # before any noisy pass: a wrong target fails fast
+    powers = None
+    for noisy, index in noisy_chunks(clean.x.detach(), noise_level, samples, batch_size, generator, progress,
+                                     "Smooth Grad-CAM++"):
+        g = LayerPass(model, noisy, layer, image_index=index).gradients(target)
+        chunk = torch.stack([g, g ** 2, g ** 3])
+        if powers is None:
+            powers = chunk.new_zeros(3, len(clean.x), *chunk.shape[2:])
+        powers.index_add_(1, index, chunk)
+    d1, d2, d3 = powers / samples
+    return _as_target(clean.maps(_grad_cam_pp_weights(clean.activations, d1, d2, d3), relu, neurons), target)
+
+
+# --------------------------------------------------------------------------- #
+# Guided backpropagation and Guided Grad-CAM
+# --------------------------------------------------------------------------- #
+GUIDED_ACTIVATIONS = (nn.ReLU, nn.ReLU6)
+
+
+@contextmanager
+def guided_relus(model: nn.Module):
+    r"""Inside the block, backward passes through the model's ``nn.ReLU`` / ``nn.ReLU6`` modules let only
+    positive gradients through: :math:`R_{in} = [x > 0]\,\mathrm{ReLU}(R_{out})` (Springenberg et al., 2015).
+
+    The modules are not replaced: a forward hook on each attaches a hook to its output tensor that
+    clamps the incoming gradient at zero, and the ReLU's own backward then applies :math:`[x > 0]`.
+    Works with ``inplace=True``. Module hooks are removed on exit; the tensor hooks belong to that
+    forward pass's graph. Activations called as functions (``F.relu``) cannot be reached this way.
+    """
+    def clamp_gradient(_module, _inputs, output):
+        if isinstance(output, torch.Tensor) and output.requires_grad:
+            output.register_hook(lambda grad: grad.clamp(min=0))
+
+    modules = [m for m in model.modules() if isinstance(m, GUIDED_ACTIVATIONS)]
+    if not modules:
+        raise ValueError(f"guided backpropagation found no nn.ReLU or nn.ReLU6 module in this {type(model).__name__}; "
+                         "activations called as functions (F.relu) or other kinds (SiLU, GELU) cannot be guided")
+    handles = [m.register_forward_hook(clamp_gradient) for m in modules]
+    try:
+        yield model
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def guided_backprop(model: nn.Module, x: torch.Tensor, target: Target) -> torch.Tensor:
+    r"""Guided backpropagation: :math:`\partial S_c/\partial x` with every ReLU passing only positive
+    gradients (:func:`guided_relus`). Returns ``(N, C, H, W)``, or ``(N, K, C, H, W)`` for a grid target.
+    """
+    with guided_relus(model):
+        return input_gradients(model, x, target)
+
+
+def guided_grad_cam(model: nn.Module, x: torch.Tensor, target: Target, layer) -> torch.Tensor:
+    r"""Guided Grad-CAM (Selvaraju et al., 2017): guided backpropagation times the Grad-CAM map upsampled
+    to the input, :math:`G^c \odot \mathrm{up}(L^c)`: fine pixel detail, restricted to where the class is.
+    Returns ``(N, C, H, W)``, or ``(N, K, C, H, W)`` for a grid target.
+    """
+    maps = grad_cam(model, x, target, layer)
+    return guided_backprop(model, x, target) * upsample(maps, x.shape[-2:]).unsqueeze(-3)
