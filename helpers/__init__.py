@@ -15,3 +15,5 @@ from .noise import noise_sigma, noisy_chunks
 from .features import Ascent, FourierImage, deep_dream, filter_activations, maximize_activation
 from .gradients import (IGResult, gradient_moments, input_gradients, integrated_gradients, make_baselines, quadrature,
                         reduce_channels, saliency, smooth_grad)
+from .cam import (CamHead, CamHeadError, LayerPass, cam, cam_head, grad_cam, grad_cam_pp, guided_backprop, guided_grad_cam,
+                  guided_relus, smooth_grad_cam_pp)
