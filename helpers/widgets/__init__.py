@@ -2,3 +2,4 @@
 from .common import ClassPicker, Explorer, ImagePicker, figure_png
 from .predictions import PredictionExplorer
 from .features import FeatureExplorer
+from .cam import CamExplorer, GradCamExplorer, GradCamPPExplorer

@@ -1,0 +1,89 @@
+"""The explorers of notebooks 01–03, driven headlessly: set a control, check the state and the picture."""
+import time
+
+import pytest
+import torch
+
+from helpers import cam, grad_cam, grad_cam_pp, guided_backprop, smooth_grad_cam_pp
+from helpers.widgets import CamExplorer, GradCamExplorer, GradCamPPExplorer
+from helpers.widgets.cam import parse_neurons
+
+
+def png(explorer):
+    picture = bytes(explorer.picture.value)
+    assert picture.startswith(b"\x89PNG")
+    return picture
+
+
+def test_cam_explorer_shows_the_identity_for_every_class(lite0):
+    model, preprocess = lite0
+    explorer = CamExplorer(model, preprocess)
+    first = png(explorer)
+    assert explorer.classes.value in (285, 281, 282) and explorer.maps.shape == (7, 7)
+    explorer.classes.value = 967
+    assert png(explorer) != first
+    expected = cam(model, explorer.x, 967)[0]
+    assert torch.allclose(explorer.maps, expected, atol=1e-5)
+    logit = float(explorer.logits[0, 967])
+    assert abs(float(explorer.maps.mean() + model.fc.bias.detach()[967]) - logit) < 1e-4
+    assert f"{logit:.3f}" in explorer.info.value
+    explorer.picker.dropdown.value = "coffee"
+    assert explorer.classes.value == 967 and "espresso" in explorer.classes.top.label
+
+
+def test_grad_cam_explorer_follows_class_layer_and_mode(lite0):
+    model, preprocess = lite0
+    explorer = GradCamExplorer(model, preprocess)
+    x, first = explorer.x, png(explorer)
+    explorer.classes.value = 282
+    assert torch.allclose(explorer.maps, grad_cam(model, x, 282, "head.act")[0], atol=1e-6)
+    assert png(explorer) != first
+    explorer.layer.value = "blocks.10"
+    assert explorer.maps.shape == (14, 14)
+    assert torch.allclose(explorer.maps, grad_cam(model, x, 282, "blocks.10")[0], atol=1e-6)
+    explorer.mode.value = "counterfactual"
+    assert torch.allclose(explorer.maps, grad_cam(model, x, 282, "blocks.10", counterfactual=True)[0], atol=1e-6)
+    before = png(explorer)
+    explorer.mode.value = "Guided Grad-CAM"
+    assert png(explorer) != before
+    assert "gradcam-layer" in explorer.layer._dom_classes and "gradcam-picture" in explorer.picture._dom_classes
+    assert guided_backprop(model, x, 282).shape == (1, 3, 224, 224)
+
+
+def test_a_grad_cam_class_change_is_well_under_a_second(lite0):
+    model, preprocess = lite0
+    explorer = GradCamExplorer(model, preprocess)
+    seconds = []
+    for value in [282, 281, 285, 282, 281]:
+        start = time.perf_counter()
+        explorer.classes.value = value
+        seconds.append(time.perf_counter() - start)
+    print(f"Grad-CAM class change: best {min(seconds):.3f} s, median {sorted(seconds)[2]:.3f} s")
+    assert min(seconds) < 0.8
+
+
+def test_grad_cam_pp_explorer_plain_smooth_and_neurons(lite0):
+    model, preprocess = lite0
+    explorer = GradCamPPExplorer(model, preprocess, samples=2, layer="blocks.15")
+    x, c = explorer.x, explorer.classes.value
+    expected = smooth_grad_cam_pp(model, x, c, "blocks.15", noise_level=0.15, samples=2,
+                                  generator=torch.Generator().manual_seed(0))[0]
+    assert torch.allclose(explorer.maps, expected, atol=1e-6)
+    smooth_picture = png(explorer)
+    explorer.samples.value = 0
+    assert torch.allclose(explorer.maps, grad_cam_pp(model, x, c, "blocks.15")[0], atol=1e-6)
+    assert png(explorer) != smooth_picture
+    explorer.neurons.value = "0-9, 100"
+    assert torch.allclose(explorer.maps, grad_cam_pp(model, x, c, "blocks.15", neurons=[*range(10), 100])[0])
+    assert "11 of 320" in explorer.info.value
+    explorer.neurons.value = "7-x"
+    assert "neurons ignored" in explorer.info.value
+    assert torch.allclose(explorer.maps, grad_cam_pp(model, x, c, "blocks.15")[0], atol=1e-6)
+
+
+def test_parse_neurons():
+    assert parse_neurons(" all ", 8) is None and parse_neurons("", 8) is None
+    assert parse_neurons("0-2, 5; 1", 8) == [0, 1, 2, 5]
+    for bad in ["8", "3-1", "a", "1-", ","]:
+        with pytest.raises(ValueError):
+            parse_neurons(bad, 8)
