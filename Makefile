@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: setup setup-browser lab test student clean
+.PHONY: setup setup-browser lab test student bench clean
 
 setup: $(STAMP)
 
@@ -33,6 +33,16 @@ test: setup setup-browser
 # Student copies for a class: solutions blanked, outputs cleared, teacher-only cells removed.
 student: setup
 	$(VENV)/bin/python -m helpers.classroom notebooks student
+
+# Speed against the passes each method needs and against captum, torchcam and pytorch-grad-cam
+# (benchmarks/README.md); the table lands in benchmarks/results/.
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP)
+	$(VENV)/bin/python -m pip install --quiet -e ".[test,bench]"
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(VENV)/bin/python benchmarks/run.py --out benchmarks/results
 
 clean:
 	rm -rf $(VENV) student test-artifacts
