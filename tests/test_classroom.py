@@ -12,6 +12,8 @@ from helpers.exercises import ExerciseError, check_capture
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+# Notebooks whose exercise checks come from helpers.exercises (plain-words diagnosis, "not implemented yet").
+CHECKED = [path for path in NOTEBOOKS if "helpers.exercises" in path.read_text()]
 
 
 def test_solutions_are_blanked_keeping_indentation():
@@ -107,7 +109,7 @@ def student_dir(tmp_path_factory):
     return target
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", CHECKED, ids=lambda p: p.stem)
 def test_student_copy_reaches_every_check_with_the_not_implemented_message(path, student_dir):
     student = nbformat.read(student_dir / path.name, as_version=4)
     assert "### BEGIN SOLUTION" not in json.dumps(student)
