@@ -2,4 +2,5 @@
 from .common import ClassPicker, Explorer, ImagePicker, figure_png
 from .predictions import PredictionExplorer
 from .features import FeatureExplorer
+from .gradients import GradientExplorer, IntegratedGradientsExplorer, SaliencyExplorer, SmoothGradExplorer
 from .cam import CamExplorer, GradCamExplorer, GradCamPPExplorer
