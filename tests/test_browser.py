@@ -104,7 +104,7 @@ def test_selftest_slider_moves_picture(lab, opened):
     page = opened(selftest_notebook(lab))
     page.run_all()
     moved = page.check_explorer(len(SELFTEST_CELLS) - 1)
-    assert re.search(r"widget-slider.*: 3(\.0)? → 4(\.0)? \(ArrowRight\)", moved), moved
+    assert re.search(r"widget-slider.*: 3 → 4 \(ArrowRight\)", moved), moved
 
 
 def test_fails_without_widget_manager(lab, opened):

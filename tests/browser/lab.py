@@ -207,7 +207,8 @@ _PICTURES = """async view => Promise.all([...view.querySelectorAll('img.widget-i
     const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
     return {ready, digest: Array.from(digest, b => b.toString(16).padStart(2, '0')).join('')};
 }))"""
-_CONTROL_VALUE = "el => el.getAttribute('aria-valuenow') ?? el.value"
+_CONTROL_VALUE = """el => el.tagName === 'SELECT' ? el.value
+    : el.closest('.widget-slider')?.querySelector('.widget-readout')?.textContent ?? el.getAttribute('aria-valuenow')"""
 
 
 class NotebookPage:
@@ -272,7 +273,8 @@ class NotebookPage:
             time.sleep(0.25)
         view.screenshot(path=f"{shot}-after.png")
         assert "Error displaying widget" not in view.inner_text(), f"{label}: {view.inner_text()}"
-        return f"{moved.evaluate('el => el.closest(`.jupyter-widgets`).className')}: {change}"
+        classes = moved.evaluate("el => el.closest('.jupyter-widgets').className").split()
+        return " ".join(c for c in classes if not c.startswith(("lm-", "jupyter-", "widget-inline"))) + f": {change}"
 
     def _pictures(self, view, label: str) -> list[str]:
         """Digests of the pictures (``w.Image``) in ``view``, once every one has loaded."""
