@@ -19,7 +19,7 @@ from ..models import explainable_layers
 from ..plot import overlay
 from .common import ClassPicker, Explorer, ImagePicker, figure_png
 
-__all__ = ["CamExplorer", "GradCamExplorer", "GradCamPPExplorer", "parse_neurons"]
+__all__ = ["CamExplorer", "GradCamExplorer", "GradCamPPExplorer", "parse_neurons", "signed_picture"]
 
 
 class _MapExplorer(Explorer):
@@ -143,7 +143,7 @@ class GradCamExplorer(_MapExplorer):
 
     def __init__(self, model, preprocess, picker: ImagePicker | None = None, layer: str = "head.act",
                  layers=None):
-        self.layer = w.Dropdown(options=layers or _layer_choices(model), value=layer, description="layer")
+        self.layer = _layer_dropdown(layers or _layer_choices(model), layer)
         self.mode = w.ToggleButtons(options=self.MODES, value="Grad-CAM")
         self.layer.add_class("gradcam-layer")
         self.mode.add_class("gradcam-mode")
@@ -160,14 +160,15 @@ class GradCamExplorer(_MapExplorer):
         if self.mode.value == "Guided Grad-CAM":
             guided = guided_backprop(self.model, self.x, c)[0]
             product = guided * upsample(self.maps[None], guided.shape[-2:])[0]
-            panels.append(("image", _signed_picture(guided), "guided backprop"))
-            panels.append(("image", _signed_picture(product), "Guided Grad-CAM"))
+            panels.append(("image", signed_picture(guided), "guided backprop"))
+            panels.append(("image", signed_picture(product), "Guided Grad-CAM"))
         return panels, f"raw map range [{float(self.maps.min()):.3g}, {float(self.maps.max()):.3g}]"
 
 
 class GradCamPPExplorer(_MapExplorer):
     """Notebook 03: Grad-CAM beside Grad-CAM++ or, with ``samples`` > 0, Smooth Grad-CAM++, optionally
-    restricted to chosen feature maps ("neurons", e.g. ``0-63, 100``).
+    restricted to chosen feature maps ("neurons", e.g. ``0-63, 100``). The layers offered are those
+    right after a ReLU/ReLU6 (non-negative activations, as Grad-CAM++'s derivation assumes).
 
     Grad-CAM and Grad-CAM++ reuse the cached forward pass; Smooth Grad-CAM++ runs ``samples`` noisy
     copies (seeded, so the same settings give the same map).
@@ -181,7 +182,7 @@ class GradCamPPExplorer(_MapExplorer):
         self.noise_level = w.FloatSlider(value=noise_level, min=0.0, max=0.5, step=0.05, description="noise level",
                                          continuous_update=False)
         self.samples = w.IntSlider(value=samples, min=0, max=32, description="samples", continuous_update=False)
-        self.layer = w.Dropdown(options=layers or _layer_choices(model), value=layer, description="layer")
+        self.layer = _layer_dropdown(layers or _activation_layers(model), layer)
         self.neurons = w.Text(value="", placeholder="all, or e.g. 0-63, 100", description="neurons",
                               continuous_update=False)
         for control, name in [(self.noise_level, "noise"), (self.samples, "samples"), (self.layer, "layer"),
@@ -244,7 +245,20 @@ def _layer_choices(model) -> list[str]:
     return [layer.name for layer in explainable_layers(model) if layer.name.count(".") <= 1]
 
 
-def _signed_picture(gradient: torch.Tensor) -> torch.Tensor:
-    """A signed input-space map ``(C, H, W)`` as a picture: grey is zero, brighter or darker is the sign."""
-    top = gradient.abs().max()
+def _activation_layers(model) -> list[str]:
+    """Layers right after a ReLU-like activation, whose outputs are non-negative as Grad-CAM++ assumes
+    (else the blocks and stages of :func:`_layer_choices`)."""
+    names = [layer.name for layer in explainable_layers(model) if layer.kind in ("ReLU", "ReLU6")]
+    return names or _layer_choices(model)
+
+
+def _layer_dropdown(names: list[str], layer: str) -> w.Dropdown:
+    return w.Dropdown(options=names if layer in names else [*names, layer], value=layer, description="layer")
+
+
+def signed_picture(gradient: torch.Tensor, percentile: float = 99.0) -> torch.Tensor:
+    """A signed input-space map ``(C, H, W)`` as an RGB picture in [0, 1]: grey is zero, and values are
+    scaled by the ``percentile``-th percentile of their magnitude (then clipped), so that a few extreme
+    pixels do not leave the rest invisible."""
+    top = torch.quantile(gradient.abs().flatten().float(), percentile / 100).to(gradient.dtype)
     return (0.5 + 0.5 * gradient / torch.where(top > 0, top, torch.ones_like(top))).clamp(0, 1)
