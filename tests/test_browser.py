@@ -109,7 +109,9 @@ def test_selftest_slider_moves_picture(lab, opened):
 
 def test_fails_without_widget_manager(lab, opened):
     """The same notebook with the widget manager disabled must fail the check, and say why."""
-    lab.disable_extensions("@jupyter-widgets/jupyterlab-manager")
+    from browser.lab import WIDGET_MANAGER
+
+    lab.disable_extensions(WIDGET_MANAGER)
     try:
         page = opened(selftest_notebook(lab))
     finally:

@@ -112,7 +112,6 @@ def needed_cells(cells) -> list[int]:
 @dataclass
 class ExplorerCopy:
     path: Path              # the trimmed copy
-    source: Path            # the course notebook it came from
     kept: list[int]         # indices of the kept cells in the course notebook
     explorers: list[int]    # positions of the explorer cells in the copy
 
@@ -129,4 +128,4 @@ def explorer_copy(source: Path, folder: Path) -> ExplorerCopy:
     nb.metadata["kernelspec"] = dict(KERNELSPEC)  # the kernel of the Python running the tests
     path = Path(folder) / Path(source).name
     nbformat.write(nb, path)
-    return ExplorerCopy(path, Path(source), kept, [k for k, cell in enumerate(cells) if EXPLORER in tags(cell)])
+    return ExplorerCopy(path, kept, [k for k, cell in enumerate(cells) if EXPLORER in tags(cell)])
