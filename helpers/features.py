@@ -128,7 +128,7 @@ def maximize_activation(model, layer, filters=None, *, value_range, x=None, size
         if filters is not None:
             raise ValueError("objective='layer' maximises the whole layer: leave filters=None")
         chosen, count = None, 1 if start is None else len(start)
-        keys = list(range(count))
+        keys = [(k, 0) for k in range(count)]
     else:
         if filters is None:
             raise ValueError(f"objective={objective!r} needs filters: which channels to maximise, e.g. range(8)")
@@ -367,10 +367,11 @@ def _resize(x: torch.Tensor, size) -> torch.Tensor:
 
 
 def _streams(keys, generator: torch.Generator | None) -> list[torch.Generator]:
-    """One CPU generator per image, seeded by ``generator`` and the image's key (not its batch position)."""
+    """One CPU generator per image, seeded by ``generator`` and the image's key ``(filter, repeat)``, not by
+    its position in the batch."""
     device = generator.device if generator is not None else "cpu"
     base = int(torch.randint(0, 2 ** 62, (1,), generator=generator, device=device))
-    return [torch.Generator().manual_seed(hash((base, key)) % 2 ** 63) for key in keys]
+    return [torch.Generator().manual_seed((base + 1_000_003 * a + 7_919 * b) % 2 ** 63) for a, b in keys]
 
 
 def _check_filters(filters, channels: int | None = None, layer: str = "") -> torch.Tensor:

@@ -116,6 +116,13 @@ def test_starting_from_a_photo_scores_the_photo_first(lite0, photos):
         torch.testing.assert_close(result.history[0], expected, atol=1e-4, rtol=1e-4)
 
 
+def test_fourier_start_from_a_photo_is_the_photo(tiny_cnn, tiny_batch):
+    x = tiny_batch.clamp(-0.99, 0.99)
+    result = maximize_activation(tiny_cnn, "features.1", [0, 1, 2], x=x, iterations=1, value_range=TINY_RANGE, **OFF)
+    expected = filter_activations(tiny_cnn, x, "features.1").mean((2, 3)).diagonal()
+    torch.testing.assert_close(result.history[0], expected, atol=1e-4, rtol=1e-4)
+
+
 def test_layer_objective_is_the_mean_square_of_the_layer(tiny_cnn, tiny_batch):
     x = tiny_batch.clamp(-1, 1)
     result = maximize_activation(tiny_cnn, "features.1", x=x, objective="layer", iterations=1,
