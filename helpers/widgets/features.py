@@ -59,7 +59,6 @@ class FeatureExplorer(Explorer):
                               self.status, self.picture])
 
         self._x, self._maps = None, {}
-        self._quiet = False
         self.picker.on_change(lambda image: self._photo_changed())
         self.layer.observe(self._layer_changed, names="value")
         self.fourier.observe(lambda change: setattr(self.clamp, "disabled", change["new"]), names="value")
@@ -80,16 +79,15 @@ class FeatureExplorer(Explorer):
         self.update()
 
     def _layer_changed(self, change):
-        self._quiet = True  # the filter's bound may move: redraw once, after both changed
-        try:
-            self.filter.max = self.channels[change["new"]] - 1
-        finally:
-            self._quiet = False
-        self.update()
+        top = self.channels[change["new"]] - 1  # redraw once: through the filter's observer if it must move
+        if self.filter.value > top:
+            self.filter.value = top
+            self.filter.max = top
+        else:
+            self.filter.max = top
+            self.update()
 
     def update(self):
-        if self._quiet:
-            return
         import matplotlib.pyplot as plt
 
         layer, index, fourier = self.layer.value, self.filter.value, self.fourier.value
