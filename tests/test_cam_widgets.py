@@ -19,14 +19,14 @@ def test_cam_explorer_shows_the_identity_for_every_class(lite0):
     model, preprocess = lite0
     explorer = CamExplorer(model, preprocess)
     first = png(explorer)
-    assert explorer.classes.value in (285, 281, 282) and explorer.maps.shape == (7, 7)
+    assert explorer.classes.value in (285, 281, 282) and explorer.result.shape == (7, 7)
     explorer.classes.value = 967
     assert png(explorer) != first
     expected = cam(model, explorer.x, 967)[0]
-    assert torch.allclose(explorer.maps, expected, atol=1e-5)
+    assert torch.allclose(explorer.result, expected, atol=1e-5)
     logit = float(explorer.logits[0, 967])
-    assert abs(float(explorer.maps.mean() + model.fc.bias.detach()[967]) - logit) < 1e-4
-    assert f"{logit:.3f}" in explorer.info.value
+    assert abs(float(explorer.result.mean() + model.fc.bias.detach()[967]) - logit) < 1e-4
+    assert f"{logit:.3f}" in explorer.status.value
     explorer.picker.dropdown.value = "coffee"
     assert explorer.classes.value == 967 and "espresso" in explorer.classes.top.label
 
@@ -36,18 +36,21 @@ def test_grad_cam_explorer_follows_class_layer_and_mode(lite0):
     explorer = GradCamExplorer(model, preprocess)
     x, first = explorer.x, png(explorer)
     explorer.classes.value = 282
-    assert torch.allclose(explorer.maps, grad_cam(model, x, 282, "head.act")[0], atol=1e-6)
+    assert torch.allclose(explorer.result["map"], grad_cam(model, x, 282, "head.act")[0], atol=1e-6)
     assert png(explorer) != first
     explorer.layer.value = "blocks.10"
-    assert explorer.maps.shape == (14, 14)
-    assert torch.allclose(explorer.maps, grad_cam(model, x, 282, "blocks.10")[0], atol=1e-6)
+    assert explorer.result["map"].shape == (14, 14)
+    assert torch.allclose(explorer.result["map"], grad_cam(model, x, 282, "blocks.10")[0], atol=1e-6)
     explorer.mode.value = "counterfactual"
-    assert torch.allclose(explorer.maps, grad_cam(model, x, 282, "blocks.10", counterfactual=True)[0], atol=1e-6)
+    assert torch.allclose(explorer.result["map"], grad_cam(model, x, 282, "blocks.10", counterfactual=True)[0], atol=1e-6)
     before = png(explorer)
     explorer.mode.value = "Guided Grad-CAM"
     assert png(explorer) != before
+    assert torch.allclose(explorer.result["guided"], guided_backprop(model, x, 282)[0])
+    computed = len(explorer.results)
+    explorer.mode.value = "Grad-CAM"
+    assert len(explorer.results) == computed            # seen before: drawn from the cache
     assert "gradcam-layer" in explorer.layer._dom_classes and "gradcam-picture" in explorer.picture._dom_classes
-    assert guided_backprop(model, x, 282).shape == (1, 3, 224, 224)
 
 
 def test_a_grad_cam_class_change_is_well_under_a_second(lite0):
@@ -68,17 +71,17 @@ def test_grad_cam_pp_explorer_plain_smooth_and_neurons(lite0):
     x, c = explorer.x, explorer.classes.value
     expected = smooth_grad_cam_pp(model, x, c, "blocks.15", noise_level=0.15, samples=2,
                                   generator=torch.Generator().manual_seed(0))[0]
-    assert torch.allclose(explorer.maps, expected, atol=1e-6)
+    assert torch.allclose(explorer.result["map"], expected, atol=1e-6)
     smooth_picture = png(explorer)
     explorer.samples.value = 0
-    assert torch.allclose(explorer.maps, grad_cam_pp(model, x, c, "blocks.15")[0], atol=1e-6)
+    assert torch.allclose(explorer.result["map"], grad_cam_pp(model, x, c, "blocks.15")[0], atol=1e-6)
     assert png(explorer) != smooth_picture
     explorer.neurons.value = "0-9, 100"
-    assert torch.allclose(explorer.maps, grad_cam_pp(model, x, c, "blocks.15", neurons=[*range(10), 100])[0])
-    assert "11 of 320" in explorer.info.value
+    assert torch.allclose(explorer.result["map"], grad_cam_pp(model, x, c, "blocks.15", neurons=[*range(10), 100])[0])
+    assert "11 of 320" in explorer.status.value
     explorer.neurons.value = "7-x"
-    assert "neurons ignored" in explorer.info.value
-    assert torch.allclose(explorer.maps, grad_cam_pp(model, x, c, "blocks.15")[0], atol=1e-6)
+    assert "neurons ignored" in explorer.status.value
+    assert torch.allclose(explorer.result["map"], grad_cam_pp(model, x, c, "blocks.15")[0], atol=1e-6)
 
 
 def test_parse_neurons():
