@@ -285,7 +285,9 @@ def grad_cam_pp(model: nn.Module, x: torch.Tensor, target: Target, layer, *, rel
 
     No epsilon is added to the denominator, so small gradients keep their exact weights. The common
     positive factor :math:`e^{S_c}` of the weights is left out (it would overflow for large logits and
-    only rescales the map). Options and shapes as in :func:`grad_cam`.
+    only rescales the map). The derivation treats activations as non-negative: explain a layer that
+    follows a ReLU, where :math:`\sum_{ab} A_{ab} \ge 0`; on signed outputs (linear bottlenecks) the
+    denominator can vanish or change sign. Options and shapes as in :func:`grad_cam`.
 
     >>> grad_cam_pp(model, x, top_k(model, x, 3).indices, layer="head.act")   # (N, 3, 7, 7)
     """
