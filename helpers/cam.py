@@ -141,13 +141,13 @@ def cam(model: nn.Module, x: torch.Tensor, target: Target, layer=None) -> torch.
                         "for a callable target use grad_cam(model, x, target, layer=...)")
     x = check_batch(model, x)
     head, features, fc = _cam_forward(model, x)
-    if layer is not None and resolve_layer(model, layer)[0] != head.layer:
+    name = head.layer if layer is None else resolve_layer(model, layer)[0]
+    if name != head.layer:
         raise ValueError(f"CAM can only explain the feature map its GAP + linear head reads ({head.layer!r} here): "
-                         f"only there does the map's mean give the logit. For {resolve_layer(model, layer)[0]!r} "
-                         "use grad_cam(model, x, target, layer=...)")
+                         f"only there does the map's mean give the logit. For {name!r} use "
+                         "grad_cam(model, x, target, layer=...)")
     classes = check_target(target, len(x), fc.out_features).to(features.device)
-    maps = torch.einsum("n...c,nchw->n...hw", fc.weight.detach()[classes], features)
-    return maps
+    return torch.einsum("n...c,nchw->n...hw", fc.weight.detach()[classes], features)
 
 
 # --------------------------------------------------------------------------- #
@@ -228,7 +228,8 @@ def _neuron_mask(neurons, channels: int, like: torch.Tensor) -> torch.Tensor:
     chosen = torch.as_tensor(neurons, device=like.device)
     if chosen.dtype == torch.bool:
         if chosen.shape != (channels,):
-            raise ValueError(f"a boolean neuron mask needs one entry per feature map ({channels}), got {tuple(chosen.shape)}")
+            raise ValueError(f"a boolean neuron mask needs one entry per feature map ({channels}), "
+                             f"got {tuple(chosen.shape)}")
         return chosen.to(like.dtype)
     if chosen.is_floating_point() or chosen.ndim > 1 or chosen.numel() == 0:
         raise ValueError("neurons must be a non-empty list of feature-map (channel) indices, or a boolean mask")

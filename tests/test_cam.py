@@ -142,13 +142,15 @@ def test_grad_cam_before_relu_equals_captum_layer_grad_cam(lite0, photos, resnet
     from captum.attr import LayerGradCam
 
     model, _ = lite0
-    for net, x, layer, target in [(model, photos, "blocks.10", [285, 967]), (model, photos[:, :, 56:168, 56:168], "head.act", [281, 504]),
-                                  (resnet18, small_batch, "layer3", [1, 2])]:
+    cases = [(model, photos, "blocks.10", [285, 967]), (model, photos[:, :, 56:168, 56:168], "head.act", [281, 504]),
+             (resnet18, small_batch, "layer3", [1, 2])]
+    for net, x, layer, target in cases:
         module = dict(net.named_modules())[layer]
         expected = LayerGradCam(net, module).attribute(x, target=torch.tensor(target), relu_attributions=False).detach()
         ours = grad_cam(net, x, target, layer, relu=False)
-        assert torch.allclose(ours, expected[:, 0], atol=1e-6 * float(expected.abs().max())), layer
-        assert torch.allclose(grad_cam(net, x, target, layer), expected[:, 0].relu(), atol=1e-6 * float(expected.abs().max()))
+        tolerance = 1e-6 * float(expected.abs().max())
+        assert torch.allclose(ours, expected[:, 0], atol=tolerance), layer
+        assert torch.allclose(grad_cam(net, x, target, layer), expected[:, 0].relu(), atol=tolerance)
     assert all(p.grad is None for p in model.parameters())
 
 
@@ -188,7 +190,7 @@ def test_smooth_grad_cam_pp_averages_the_three_gradient_powers_over_the_same_noi
 
 
 def test_grad_cam_pp_alpha_is_the_ratio_of_autograd_derivatives_of_exp_score(tiny_batch):
-    """α = ∂²Y / (2 ∂²Y + Σ_ab A_ab ∂³Y) with Y = exp(S), each derivative by autograd along one entry A_ij."""
+    """α = ∂²Y / (2 ∂²Y + Σ_ab A_ab ∂³Y) with Y = exp(S), each derivative by autograd along one entry."""
     torch.manual_seed(0)
     model = TinyCNN().double().eval()
     x, c, layer = tiny_batch[:1].double(), 2, "features.1"
@@ -198,7 +200,8 @@ def test_grad_cam_pp_alpha_is_the_ratio_of_autograd_derivatives_of_exp_score(tin
     E = torch.zeros(len(entries), A.numel(), dtype=torch.float64)
     E[torch.arange(len(entries)), entries] = 1
     t = torch.zeros(len(entries), dtype=torch.float64, requires_grad=True)
-    handle = model.features[1].register_forward_hook(lambda m, i, out: out + t[:, None, None, None] * E.view(-1, *A.shape))
+    directions = E.view(-1, *A.shape)
+    handle = model.features[1].register_forward_hook(lambda m, i, out: out + t[:, None, None, None] * directions)
     try:
         Y = model(x)[:, c].exp()          # one row per entry: the batch grows inside the hook
     finally:
@@ -234,8 +237,8 @@ def test_grad_cam_pp_has_no_epsilon_and_no_nan(tiny_batch):
         np.testing.assert_allclose(ours[n].numpy(), reference_grad_cam_pp(A, g, g ** 2, g ** 3), rtol=1e-10,
                                    atol=1e-10 * float(ours.max()))
         total = A.sum((1, 2))[:, None, None]
-        with_eps = np.maximum(np.tensordot(((g ** 2 / (2 * g ** 2 + total * g ** 3 + 1e-6)) * np.maximum(g, 0)).sum((1, 2)),
-                                           A, axes=1), 0)
+        alpha_eps = g ** 2 / (2 * g ** 2 + total * g ** 3 + 1e-6)
+        with_eps = np.maximum(np.tensordot((alpha_eps * np.maximum(g, 0)).sum((1, 2)), A, axes=1), 0)
         assert not np.allclose(ours[n].numpy(), with_eps, rtol=1e-2, atol=0)
 
 
@@ -243,7 +246,7 @@ def test_smooth_grad_cam_pp_without_noise_or_at_a_gap_head_is_grad_cam_pp(lite0,
     generator = torch.Generator().manual_seed(0)
     assert torch.allclose(smooth_grad_cam_pp(tiny_cnn, tiny_batch, 1, "features.1", noise_level=0.0, samples=3),
                           grad_cam_pp(tiny_cnn, tiny_batch, 1, "features.1"), atol=1e-6)
-    model, _ = lite0   # at the GAP + linear head's input the gradient is W_c / Z whatever the input: noise cannot move it
+    model, _ = lite0   # on the head's input the gradient is W_c / Z whatever the input: noise cannot move it
     assert torch.allclose(smooth_grad_cam_pp(model, photos, [285, 967], "head.act", samples=2, generator=generator),
                           grad_cam_pp(model, photos, [285, 967], "head.act"), rtol=1e-5, atol=1e-6)
 
@@ -289,7 +292,8 @@ def replaced_relus(model):
     for name, module in list(model.named_modules()):
         if isinstance(module, (nn.ReLU, nn.ReLU6)):
             parent, _, child = name.rpartition(".")
-            setattr(model.get_submodule(parent), child, GuidedReLU(6.0 if isinstance(module, nn.ReLU6) else float("inf")))
+            upper = 6.0 if isinstance(module, nn.ReLU6) else float("inf")
+            setattr(model.get_submodule(parent), child, GuidedReLU(upper))
     return model
 
 

@@ -42,7 +42,8 @@ def test_grad_cam_explorer_follows_class_layer_and_mode(lite0):
     assert explorer.result["map"].shape == (14, 14)
     assert torch.allclose(explorer.result["map"], grad_cam(model, x, 282, "blocks.10")[0], atol=1e-6)
     explorer.mode.value = "counterfactual"
-    assert torch.allclose(explorer.result["map"], grad_cam(model, x, 282, "blocks.10", counterfactual=True)[0], atol=1e-6)
+    expected = grad_cam(model, x, 282, "blocks.10", counterfactual=True)[0]
+    assert torch.allclose(explorer.result["map"], expected, atol=1e-6)
     before = png(explorer)
     explorer.mode.value = "Guided Grad-CAM"
     assert png(explorer) != before
