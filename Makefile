@@ -27,8 +27,10 @@ setup-browser:
 		|| echo "Could not install chromium with apt-get: the browser test will skip (fail under CI)."; \
 	else echo "No chromium, and no apt-get as root to install it: the browser test will skip."; fi
 
+# PASSIVE: torch's idle threads yield the cores instead of spinning, which matters when a kernel,
+# a browser and pytest share two of them.
 test: setup setup-browser
-	$(VENV)/bin/python -m pytest
+	OMP_WAIT_POLICY=PASSIVE $(VENV)/bin/python -m pytest
 
 # Student copies for a class: solutions blanked, outputs cleared, teacher-only cells removed.
 student: setup
