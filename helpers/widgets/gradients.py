@@ -50,7 +50,8 @@ def signed_scale(maps: torch.Tensor) -> torch.Tensor:
 
 
 class GradientExplorer(Explorer):
-    """The shared skeleton: photo and class pickers, the subclass's controls, ``.picture`` and ``.status``.
+    """The shared skeleton (the CAM explorers build on it too): photo and class pickers, the subclass's
+    controls, ``.picture`` and ``.status``.
 
     ``.x`` is the current photo as a batch of one; ``.results`` caches what :meth:`compute` returned
     for each combination of class and compute controls.
