@@ -13,6 +13,7 @@ parameters' ``.grad`` is never touched because the course computes gradients wit
 """
 from __future__ import annotations
 
+import weakref
 from contextlib import contextmanager
 
 import torch
@@ -35,6 +36,17 @@ class Recording:
     def __repr__(self):
         shape = lambda t: None if t is None else tuple(t.shape)  # noqa: E731
         return f"Recording({self.name!r}, activations={shape(self.activations)}, gradients={shape(self.gradients)})"
+
+
+def _keep_gradient(recording_ref):
+    """A tensor hook holding the Recording weakly: a strong reference would close a cycle through
+    autograd's C++ graph (activations → grad_fn → hook → Recording) that Python's gc cannot see,
+    and every recorded graph would stay in memory for good."""
+    def keep(grad):
+        recording = recording_ref()
+        if recording is not None:
+            recording.gradients = grad
+    return keep
 
 
 @contextmanager
@@ -62,7 +74,7 @@ def record(model: nn.Module, layer, detach: bool = False):
         recording.activations = output.detach() if detach else output
         recording.gradients = None
         if output.requires_grad:
-            output.register_hook(lambda grad: setattr(recording, "gradients", grad))
+            output.register_hook(_keep_gradient(weakref.ref(recording)))
         # The rest of the network gets a copy, so an in-place op downstream (ReLU(inplace=True))
         # cannot overwrite the activations we keep.
         return output.clone()

@@ -33,6 +33,18 @@ def test_backward_fills_gradients_through_in_place_relus():
     assert all(p.grad is None for p in model.parameters())
 
 
+def test_a_recording_does_not_keep_its_graph_alive(tiny_cnn, tiny_batch):
+    import gc
+    import weakref
+
+    with explaining(tiny_cnn), record(tiny_cnn, "features.1") as rec:
+        out = tiny_cnn(tiny_batch.clone().requires_grad_(True))
+    activations = weakref.ref(rec.activations)
+    del rec, out
+    gc.collect()
+    assert activations() is None, "the recorded activations (and the graph behind them) were never freed"
+
+
 def test_hooks_are_removed_when_the_body_raises(tiny_cnn):
     with pytest.raises(ZeroDivisionError):
         with explaining(tiny_cnn), record(tiny_cnn, "features.2"):
