@@ -2,7 +2,7 @@
 """Every helper timed against the passes it cannot avoid, against captum, torchcam and pytorch-grad-cam,
 and against the per-sample loops of the source notes, side by side in one run.
 
-    python benchmarks/run.py             # the recorded run (about 8½ minutes of CPU time)
+    python benchmarks/run.py             # the recorded run (about 8 minutes on a quiet machine)
     python benchmarks/run.py --smoke     # seconds: a tiny CNN, one round; CI runs it so it cannot rot
     make bench                           # installs the `bench` extra into .venv, then the recorded run
 
@@ -37,16 +37,13 @@ import ctypes
 import gc
 import importlib
 import importlib.metadata
-import inspect
 import json
 import os
 import platform
 import random
 import statistics
 import sys
-import textwrap
 import time
-import weakref
 from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -62,61 +59,13 @@ if str(ROOT) not in sys.path:  # runs from a fresh clone without installing the 
     sys.path.insert(0, str(ROOT))
 
 from helpers import explaining, load_image, load_model, noise_sigma, noisy_chunks, resolve_layer, target_scores  # noqa: E402
-from helpers.cam import _grad_cam_pp_weights, grad_cam, grad_cam_pp, smooth_grad_cam_pp  # noqa: E402
+from helpers.cam import LayerPass, _grad_cam_pp_weights, grad_cam, grad_cam_pp, smooth_grad_cam_pp  # noqa: E402
 from helpers.features import deep_dream, maximize_activation  # noqa: E402
+from helpers.images import Preprocess  # noqa: E402
 from helpers.gradients import integrated_gradients, quadrature, saliency, smooth_grad  # noqa: E402
 
 ANCHORS = {"captum": "captum.attr", "torchcam": "torchcam.methods", "grad-cam": "pytorch_grad_cam"}
 NOISE_LEVEL = 0.15
-
-
-# --------------------------------------------------------------------------- #
-# A leak in helpers.hooks.record, and the one-line fix the benchmark applies in memory to be able to run
-# --------------------------------------------------------------------------- #
-_LEAKY_LINE = 'output.register_hook(lambda grad: setattr(recording, "gradients", grad))'
-
-
-def record_leaks() -> bool:
-    """Does ``helpers.hooks.record`` keep a recorded graph alive after everything referring to it is gone?
-
-    Its tensor hook's closure holds the Recording, which holds the activations, whose ``grad_fn`` holds the
-    hook: a cycle through C++ that Python's garbage collector cannot see, so every Grad-CAM call leaks its
-    whole autograd graph (about 100 MiB per image on the course model)."""
-    import helpers.hooks
-
-    model = _tiny_model()
-    with helpers.hooks.record(model, "relu2") as recording:
-        logits = model(torch.rand(1, 3, 8, 8, requires_grad=True))
-    probe = weakref.ref(recording.activations)
-    del recording, logits
-    gc.collect()
-    return probe() is not None
-
-
-def _gradient_keeper(recording_ref):
-    def keep(grad):
-        recording = recording_ref()
-        if recording is not None:
-            recording.gradients = grad
-    return keep
-
-
-def fix_record_leak() -> str:
-    """Rebuild ``record`` from its own source with the hook holding the Recording weakly, in every helpers module."""
-    import helpers.hooks
-
-    source = textwrap.dedent(inspect.getsource(helpers.hooks.record))
-    if _LEAKY_LINE not in source:
-        return "helpers.hooks.record leaks but has changed: benchmarking it as it is (memory will grow)"
-    namespace = {**vars(helpers.hooks), "weakref": weakref, "_gradient_keeper": _gradient_keeper}
-    exec(compile(source.replace(_LEAKY_LINE, "output.register_hook(_gradient_keeper(weakref.ref(recording)))"),
-                 helpers.hooks.__file__, "exec"), namespace)
-    leaky = helpers.hooks.record
-    for module in [m for name, m in sys.modules.items() if name.split(".")[0] == "helpers"]:
-        if getattr(module, "record", None) is leaky:
-            module.record = namespace["record"]
-    return ("helpers.hooks.record leaks every recorded graph; benchmarked with the fix of benchmarks/README.md "
-            "applied in memory (the tensor hook holds the Recording through a weak reference)")
 
 
 # --------------------------------------------------------------------------- #
@@ -250,8 +199,7 @@ def naive_smooth_grad_cam_pp(model, x, target, layer, samples, sigma):
             d = [d[p] + grads["g"] ** (p + 1) for p in range(3)]
     finally:
         handle.remove()
-    weights = _grad_cam_pp_weights(clean, *(term[:, None] / samples for term in d))
-    return torch.einsum("nkc,nchw->nkhw", weights, clean).relu()[:, 0]
+    return _maps(_grad_cam_pp_weights(clean, *(term[:, None] / samples for term in d)), clean)[:, 0]
 
 
 def naive_maximize_activation(model, layer, filters, start, iterations, lr=0.1):
@@ -355,7 +303,7 @@ def make_workload(name, device) -> Workload:
         model = _tiny_model()
         images = torch.rand(8, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
         value_range, layers, size = (-torch.ones(1, 3, 1, 1), torch.ones(1, 3, 1, 1)), ("relu2", "relu1"), 32
-        preprocess = None
+        preprocess = Preprocess(32, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
     else:
         model, preprocess = load_model("efficientnet_lite0" if name == "lite0" else name,
                                        **({} if name == "lite0" else {"weights": None}))
@@ -374,19 +322,19 @@ def _generator():
     return torch.Generator().manual_seed(0)
 
 
-def _cam_from_limit(weights_of):
-    def finish(out):
-        a, g = out
-        return torch.einsum("nkc,nchw->nkhw", weights_of(a, g), a).relu()[:, 0]
-    return finish
+def _maps(weights, a):
+    """``ReLU(Σ_c w_c A_c)`` for channel weights ``(N, K, C)`` and activations ``(N, C, h, w)``: ``(N, K, h, w)``."""
+    return torch.einsum("nkc,nchw->nkhw", weights, a).relu()
 
 
-def _grad_cam_weights(a, g):
-    return g.mean((-2, -1))
+def _grad_cam_of(out):
+    a, g = out
+    return _maps(g.mean((-2, -1)), a)
 
 
-def _grad_cam_pp_from_gradients(a, g):
-    return _grad_cam_pp_weights(a, g, g ** 2, g ** 3)
+def _grad_cam_pp_of(out):
+    a, g = out
+    return _maps(_grad_cam_pp_weights(a, g, g ** 2, g ** 3), a)
 
 
 def _powers(g):
@@ -427,7 +375,7 @@ def cases_for(w: Workload, batch: int, plan: dict, anchors: dict) -> list[Case]:
 
     # Grad-CAM and Grad-CAM++: one forward pass, one backward pass down to the layer
     variants = {"helper": lambda: grad_cam(m, x, t, layer), "limit": lambda: layer_gradients(m, x, t, layer)}
-    check = {"limit": _cam_from_limit(_grad_cam_weights)}
+    check = {"limit": lambda out: _grad_cam_of(out)[:, 0]}
     if captum:
         variants["captum"] = lambda: captum.LayerGradCam(m, module).attribute(x, target=t.tolist(),
                                                                               relu_attributions=True)[:, 0]
@@ -443,7 +391,7 @@ def cases_for(w: Workload, batch: int, plan: dict, anchors: dict) -> list[Case]:
         variants["torchcam"] = lambda: torchcam_map(torchcam.GradCAMpp, m, layer, x, t)
     if gradcam:
         variants["grad-cam"] = lambda: pytorch_grad_cam_map(gradcam.GradCAMPlusPlus, m, module, x, t)
-    add("Grad-CAM++", layer, variants, {"limit": _cam_from_limit(_grad_cam_pp_from_gradients)})
+    add("Grad-CAM++", layer, variants, {"limit": lambda out: _grad_cam_pp_of(out)[:, 0]})
 
     if batch == 1:  # the top-5 classes of one image: one call against five
         with torch.no_grad():
@@ -451,8 +399,7 @@ def cases_for(w: Workload, batch: int, plan: dict, anchors: dict) -> list[Case]:
         variants = {"helper": lambda: grad_cam(m, x, top5, layer),
                     "helper ×5": lambda: torch.stack([grad_cam(m, x, int(c), layer) for c in top5[0]], 1),
                     "limit": lambda: layer_gradients(m, x, top5, layer)}
-        check = {"helper ×5": same,
-                 "limit": lambda out: torch.einsum("nkc,nchw->nkhw", out[1].mean((-2, -1)), out[0]).relu()}
+        check = {"helper ×5": same, "limit": _grad_cam_of}
         if torchcam:
             def torchcam_top5():
                 with torchcam.GradCAM(m, layer) as cam:
@@ -471,8 +418,8 @@ def cases_for(w: Workload, batch: int, plan: dict, anchors: dict) -> list[Case]:
             variants["torchcam"] = lambda n=n: torchcam_map(torchcam.SmoothGradCAMpp, m, layer, x, t, num_samples=n,
                                                             std=float(sigma.mean()))
         variants["naive"] = lambda n=n: naive_smooth_grad_cam_pp(m, x, t, layer, n, sigma)
-        add("Smooth Grad-CAM++", f"{layer}, n={n}", variants, {"limit": lambda out: torch.einsum(
-            "nkc,nchw->nkhw", _grad_cam_pp_weights(out[0], *out[1].unbind(1)), out[0]).relu()[:, 0]})
+        add("Smooth Grad-CAM++", f"{layer}, n={n}", variants,
+            {"limit": lambda out: _maps(_grad_cam_pp_weights(out[0], *out[1].unbind(1)), out[0])[:, 0]})
 
     # Input gradients: saliency, SmoothGrad, Integrated Gradients
     variants = {"helper": lambda: saliency(m, x, t), "limit": lambda: input_gradients(m, x, t)}
@@ -580,7 +527,10 @@ def _forget_gradients(model):
 
 
 class PeakMemory:
-    """Peak memory of one call, in MiB, or ``None`` where it cannot be measured honestly."""
+    """Peak memory of one call, in MiB, or ``None`` where it cannot be measured honestly.
+
+    On CPU it changes how glibc allocates for the rest of the process (big blocks are mapped and
+    unmapped one by one), which slows allocation down: make it after the last timing."""
 
     def __init__(self, device):
         self.device, self.why_not, self.retained = device, None, None
@@ -696,35 +646,32 @@ def summarise(case: Case, timing: dict) -> dict:
 # --------------------------------------------------------------------------- #
 # The Grad-CAM explorer: what an update costs when only the class or the layer changes
 # --------------------------------------------------------------------------- #
-def explorer_costs(w: Workload, device, rounds: int) -> dict | None:
+def explorer_costs(w: Workload, device, rounds: int):
+    """Wall times of the Grad-CAM explorer's updates, and a function that makes one pass it caches
+    (its memory is measured with the others, at the end)."""
     try:
         from helpers.widgets.cam import GradCamExplorer
     except ImportError as error:
         print(f"  skipping the Grad-CAM explorer: {error}")
-        return None
-    from helpers.cam import LayerPass
-
-    explorer = GradCamExplorer(w.model, w.preprocess)
+        return None, None
+    explorer = GradCamExplorer(w.model, w.preprocess, layer=w.cam_layer, layers=[w.cam_layer, w.feature_layer])
     with torch.no_grad():
         classes = w.model(explorer.x).topk(rounds + 1).indices[0].tolist()
-    run = explorer._pass(explorer.layer.value)
+    run = explorer._pass(w.cam_layer)
     out = {"class_change_seconds": [], "class_change_compute_seconds": [], "fresh_call_seconds": []}
     for c in classes[1:]:
         start = time.perf_counter()
         explorer.classes.value = c
         out["class_change_seconds"].append(time.perf_counter() - start)
         out["class_change_compute_seconds"].append(clock(lambda: run.grad_cam(c), device)[2])
-        out["fresh_call_seconds"].append(clock(lambda: grad_cam(w.model, explorer.x, c, explorer.layer.value), device)[2])
-    other = "blocks.10"
-    for label, layer in (("new_layer_seconds", other), ("revisited_layer_seconds", explorer.layer.value)):
+        out["fresh_call_seconds"].append(clock(lambda: grad_cam(w.model, explorer.x, c, w.cam_layer), device)[2])
+    for label, layer in (("new_layer_seconds", w.feature_layer), ("revisited_layer_seconds", w.cam_layer)):
         start = time.perf_counter()
         explorer.layer.value = layer
         out[label] = time.perf_counter() - start
-    peak = PeakMemory(device)
-    for _ in range(2):  # the first pass also fills oneDNN's caches for this shape
-        peak(lambda: LayerPass(w.model, explorer.x, explorer.layer.value))
-    out["cached_pass_mib"] = peak.retained
-    return {k: statistics.median(v) if isinstance(v, list) else v for k, v in out.items()}
+    return ({"model": w.name, "layers": [w.cam_layer, w.feature_layer],
+             **{k: statistics.median(v) if isinstance(v, list) else v for k, v in out.items()}},
+            lambda: LayerPass(w.model, explorer.x, w.cam_layer))
 
 
 # --------------------------------------------------------------------------- #
@@ -810,11 +757,13 @@ def markdown(report: dict) -> str:
                 for m in report["memory_only"]]
     if report.get("explorer"):
         e = report["explorer"]
-        out += ["", "Grad-CAM explorer (course model, wall time, medians): class change "
-                f"{_ms(e['class_change_seconds'])} ms of which computing {_ms(e['class_change_compute_seconds'])} ms "
-                f"(a fresh `grad_cam` call: {_ms(e['fresh_call_seconds'])} ms); first visit to a new layer "
-                f"{_ms(e['new_layer_seconds'])} ms, back to a cached layer {_ms(e['revisited_layer_seconds'])} ms; "
-                f"each cached pass (one photo, one layer) holds {e['cached_pass_mib']:.0f} MiB." if e.get("cached_pass_mib") is not None else ""]
+        memory = e.get("cached_pass_mib")
+        out += ["", f"Grad-CAM explorer ({e['model']}, {e['layers'][0]} then {e['layers'][1]}; wall time, medians): "
+                f"class change {_ms(e['class_change_seconds'])} ms, of which computing "
+                f"{_ms(e['class_change_compute_seconds'])} ms (a fresh `grad_cam` call: {_ms(e['fresh_call_seconds'])} ms); "
+                f"first visit to a new layer {_ms(e['new_layer_seconds'])} ms, back to a cached layer "
+                f"{_ms(e['revisited_layer_seconds'])} ms"
+                + ("." if memory is None else f"; each cached pass (one photo, one layer) holds {memory:.0f} MiB.")]
     out += ["", "## Targets", ""] + [f"- {t}" for t in report["targets"]]
     return "\n".join(out) + "\n"
 
@@ -874,7 +823,6 @@ def main(argv=None):
     parser.add_argument("--methods", nargs="+", help="only methods whose name contains one of these words")
     parser.add_argument("--anchors", nargs="*", default=list(ANCHORS), help="anchors to try (default: all installed)")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory pass")
-    parser.add_argument("--as-is", action="store_true", help="do not fix helpers' graph leak in memory (may run out of memory)")
     parser.add_argument("--report", type=Path, help="only write the tables of a recorded results-*.json again")
     parser.add_argument("--out", type=Path, help="directory for results-<device>.json and .md")
     args = parser.parse_args(argv)
@@ -896,14 +844,9 @@ def main(argv=None):
         except ImportError:
             print(f"skipping {name}: not installed (pip install -e '.[bench]')")
 
-    leak = record_leaks()
-    leak_note = None if not leak else ("helpers.hooks.record leaks every recorded graph; benchmarked as it is"
-                                       if args.as_is else fix_record_leak())
-    if leak_note:
-        print(leak_note)
     gc.collect()
     gc.freeze()  # the objects of all those imports are never garbage: keep gc.collect() fast
-    rows, memory_only, all_cases, explorer = [], [], [], None
+    rows, memory_only, all_cases, explorer, cached_pass = [], [], [], None, None
     rng = random.Random(0)
     for model_name, batches in config["workloads"].items():
         if args.models and model_name not in args.models:
@@ -921,8 +864,8 @@ def main(argv=None):
                 rows.append(row)
                 case.row = row
                 print(line(row), flush=True)
-        if model_name == "lite0" and not args.smoke and (not args.methods or "explorer" in args.methods):
-            explorer = explorer_costs(w, device, rounds=5)
+        if model_name in ("lite0", "tiny") and (not args.methods or "explorer" in args.methods):
+            explorer, cached_pass = explorer_costs(w, device, rounds=config["rounds"][1])
             print(f"Grad-CAM explorer: {explorer}")
 
     if not args.no_memory:
@@ -938,6 +881,10 @@ def main(argv=None):
             else:
                 case.row["peak_mib"] = results
             print(f"peak MiB  {case.key}: " + " ".join(f"{n} {v:.0f}" for n, v in results.items()), flush=True)
+        if explorer and not peak.why_not:
+            for _ in range(2):  # the first pass also fills oneDNN's caches for this shape
+                peak(cached_pass)
+            explorer["cached_pass_mib"] = peak.retained
 
     report = {
         "environment": {
@@ -946,7 +893,7 @@ def main(argv=None):
             "anchors": versions, "load_before": load_before, "load_after": _load(),
             "clock": "wall time (CUDA synchronised)" if device.type == "cuda" else "process CPU time, one thread",
             "command": "python benchmarks/run.py " + " ".join(sys.argv[1:] if argv is None else argv),
-            "minutes": (time.perf_counter() - started) / 60, "record_leak": leak_note},
+            "minutes": (time.perf_counter() - started) / 60},
         "plan": {"chunk": config["chunk"], "noise_level": NOISE_LEVEL, "rounds": config["rounds"]},
         "results": rows, "memory_only": memory_only, "explorer": explorer,
     }

@@ -35,4 +35,8 @@ def test_smoke_run_reports_every_method_with_equal_work(tmp_path):
     if sys.platform == "linux":  # peak memory is measured from /proc
         assert all(v is not None and v >= 0 for r in rows for v in r["peak_mib"].values())
         assert {m["method"] for m in report["memory_only"]} == {"Smooth Grad-CAM++", "SmoothGrad", "Integrated Gradients"}
+    explorer = report["explorer"]  # the Grad-CAM explorer's update costs
+    assert all(math.isfinite(explorer[k]) and explorer[k] > 0 for k in ("class_change_seconds",
+                                                                       "class_change_compute_seconds",
+                                                                       "new_layer_seconds", "revisited_layer_seconds"))
     assert "| tiny | 1 | Grad-CAM |" in (tmp_path / "results-cpu.md").read_text()
