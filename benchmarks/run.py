@@ -285,6 +285,7 @@ class Case:
     check: dict[str, Callable[[object], torch.Tensor]] = field(default_factory=dict)  # variant → helper-shaped result
     steps: int = 1  # times are reported per step (gradient-ascent methods)
     memory_only: bool = False
+    row: dict | None = None  # its summary, once timed
 
     @property
     def key(self):
@@ -617,11 +618,16 @@ def time_case(case: Case, device, budget: float, rounds: tuple[int, int], rng: r
     return {"rounds": count, "agreement": agreement, "runs": runs}
 
 
+def _spread(runs, reference_runs) -> list[float]:
+    """The smallest and largest ratio of a variant's time to the reference's within the same round."""
+    ratios = sorted(run[0] / reference[0] for run, reference in zip(runs, reference_runs))
+    return [ratios[0], ratios[-1]]
+
+
 def summarise(case: Case, timing: dict) -> dict:
     runs = timing["runs"]
     median = {name: statistics.median(r[0] for r in rows) / case.steps for name, rows in runs.items()}
     limit = median["limit"]
-    paired = {name: sorted(a[0] / b[0] for a, b in zip(rows, runs["limit"])) for name, rows in runs.items()}
     anchors = {name: median[name] for name in ANCHORS if name in median}
     fastest = min(anchors, key=anchors.get) if anchors else None
     row = {
@@ -630,11 +636,10 @@ def summarise(case: Case, timing: dict) -> dict:
         "cpu_seconds": {n: statistics.median(r[1] for r in rows) / case.steps for n, rows in runs.items()},
         "wall_seconds": {n: statistics.median(r[2] for r in rows) / case.steps for n, rows in runs.items()},
         "ratio_to_limit": {name: value / limit for name, value in median.items()},
-        "paired_ratio_range": {name: [values[0], values[-1]] for name, values in paired.items()},
+        "paired_ratio_range": {name: _spread(rows, runs["limit"]) for name, rows in runs.items()},
         "fastest_anchor": fastest,
         "helper_to_fastest_anchor": median["helper"] / anchors[fastest] if fastest else None,
-        "paired_anchor_range": (lambda v: [v[0], v[-1]])(sorted(a[0] / b[0] for a, b in zip(runs["helper"], runs[fastest])))
-        if fastest else None,
+        "paired_anchor_range": _spread(runs["helper"], runs[fastest]) if fastest else None,
         "helper_to_naive": median["helper"] / median["naive"] if "naive" in median else None,
         "agreement": timing["agreement"],
     }
@@ -840,7 +845,7 @@ def main(argv=None):
     for name in args.anchors:
         try:
             anchors[name] = importlib.import_module(ANCHORS[name])
-            versions[name] = importlib.metadata.version({"grad-cam": "grad-cam"}.get(name, name))
+            versions[name] = importlib.metadata.version(name)
         except ImportError:
             print(f"skipping {name}: not installed (pip install -e '.[bench]')")
 
