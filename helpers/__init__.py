@@ -11,7 +11,7 @@ from .hooks import Recording, check_batch, explaining, model_device, record
 from .maps import normalize, upsample
 from .plot import as_array, overlay, show_grid
 from .targets import check_target, target_scores
-from .noise import noise_sigma, noisy_chunks
+from .noise import noise_sigma, noisy_chunks, seeded
 from .features import Ascent, FourierImage, deep_dream, filter_activations, maximize_activation
 from .gradients import (IGResult, gradient_moments, input_gradients, integrated_gradients, make_baselines, quadrature,
                         reduce_channels, saliency, smooth_grad)

@@ -11,7 +11,7 @@ from typing import Iterator
 import torch
 from tqdm.auto import tqdm
 
-__all__ = ["noise_sigma", "noisy_chunks", "check_sampling"]
+__all__ = ["noise_sigma", "noisy_chunks", "check_sampling", "seeded"]
 
 
 def check_sampling(noise_level: float, samples: int, batch_size: int):
@@ -53,3 +53,8 @@ def noisy_chunks(x: torch.Tensor, noise_level: float, samples: int, batch_size: 
         draws = torch.randn(len(index), padded, generator=generator, device=device, dtype=x.dtype)
         noise = draws[:, :per_image].to(x.device).view(-1, *x.shape[1:])
         yield x[index] + sigma[index] * noise, index
+
+
+def seeded(seed: int = 0) -> torch.Generator:
+    """A fresh CPU generator: pass ``generator=seeded(s)`` and the same seed draws the same noise, run after run."""
+    return torch.Generator().manual_seed(seed)
