@@ -34,7 +34,7 @@ test: setup setup-browser
 
 # Student copies for a class: solutions blanked, outputs cleared, teacher-only cells removed.
 student: setup
-	$(VENV)/bin/python -m helpers.classroom notebooks student
+	$(VENV)/bin/python -m helpers.classroom student notebooks student
 
 # Speed against the passes each method needs and against captum, torchcam and pytorch-grad-cam
 # (benchmarks/README.md); the table lands in benchmarks/results/.

@@ -1,19 +1,15 @@
-"""Student copies: solutions blanked, teacher-only cells gone, and every check says "not implemented yet"."""
-import json
+"""Classroom mode: student copies (solutions blanked, every check says "not implemented yet"), nbgrader metadata, grading."""
+import io
 from pathlib import Path
 
 import nbformat
 import pytest
-import torch
-from nbclient import NotebookClient
 
-from helpers.classroom import blank_solutions, student_notebook, write_student_copies
-from helpers.exercises import ExerciseError, check_capture
+from helpers.classroom import (CHECK_CALL, blank_solutions, check_results, crashed_cells, grade, run_notebook,
+                               student_notebook, write_student_copies)
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-# Notebooks whose exercise checks come from helpers.exercises (plain-words diagnosis, "not implemented yet").
-CHECKED = [path for path in NOTEBOOKS if "helpers.exercises" in path.read_text()]
 
 
 def test_solutions_are_blanked_keeping_indentation():
@@ -43,60 +39,19 @@ def test_every_notebook_ends_with_exercises_that_have_solutions():
 
 
 # --------------------------------------------------------------------------- #
-# The checks catch the typical mistakes
+# nbgrader can take the teacher's notebooks as they are
 # --------------------------------------------------------------------------- #
-def capture_reference(model, layer, x):
-    out = []
-    handle = layer.register_forward_hook(lambda m, i, o: out.append(o))
-    try:
-        model(x)
-    finally:
-        handle.remove()
-    return out[0]
-
-
-def test_check_capture_accepts_a_correct_answer(capsys):
-    check_capture(capture_reference)
-    assert "✓ capture" in capsys.readouterr().out
-
-
-@pytest.mark.parametrize("wrong, message", [
-    (lambda model, layer, x: (_ for _ in ()).throw(NotImplementedError()), "not implemented yet"),
-    (lambda model, layer, x: None, "return"),
-    (lambda model, layer, x: torch.zeros(1), "wrong shape"),
-])
-def test_check_capture_names_the_mistake(wrong, message):
-    with pytest.raises(ExerciseError, match=message):
-        check_capture(wrong)
-
-
-def test_check_capture_catches_returning_the_input_and_leaked_hooks():
-    def returns_input(model, layer, x):
-        out = []
-        handle = layer.register_forward_hook(lambda m, inputs, o: out.append(inputs[0]))
-        model(x)
-        handle.remove()
-        return out[0]
-
-    def leaks(model, layer, x):
-        out = []
-        layer.register_forward_hook(lambda m, i, o: out.append(o))
-        model(x)
-        return out[0]
-
-    def leaks_on_error(model, layer, x):
-        out = []
-        handle = layer.register_forward_hook(lambda m, i, o: out.append(o))
-        model(x)
-        handle.remove()
-        return out[0]
-
-    with pytest.raises(ExerciseError, match="input"):
-        check_capture(returns_input)
-    with pytest.raises(ExerciseError, match="still registered"):
-        check_capture(leaks)
-    with pytest.raises(ExerciseError, match="finally"):
-        check_capture(leaks_on_error)
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_solutions_and_checks_carry_nbgrader_metadata(path):
+    cells = nbformat.read(path, as_version=4).cells
+    ids = [c.metadata["nbgrader"]["grade_id"] for c in cells if "nbgrader" in c.metadata]
+    assert len(ids) == len(set(ids)), f"{path.name}: nbgrader grade_ids repeat: {ids}"
+    for index, cell in enumerate(cells):
+        if "### BEGIN SOLUTION" in cell.source:
+            assert cell.metadata.get("nbgrader", {}).get("solution") is True, f"{path.name} cell {index}"
+            check = cells[index + 1]
+            assert CHECK_CALL.search(check.source), f"{path.name}: no check follows the solution in cell {index}"
+            assert check.metadata["nbgrader"]["grade"] is True and check.metadata["nbgrader"]["points"] > 0
 
 
 # --------------------------------------------------------------------------- #
@@ -109,23 +64,37 @@ def student_dir(tmp_path_factory):
     return target
 
 
-@pytest.mark.parametrize("path", CHECKED, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_student_copy_reaches_every_check_with_the_not_implemented_message(path, student_dir):
-    student = nbformat.read(student_dir / path.name, as_version=4)
-    assert "### BEGIN SOLUTION" not in json.dumps(student)
-    NotebookClient(student, timeout=900, allow_errors=True, kernel_name="python3",
-                   resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
-    checks, failures = 0, []
-    for index, cell in enumerate(student.cells):
-        if cell.cell_type != "code":
-            continue
-        errors = [o for o in cell.outputs if o.output_type == "error"]
-        is_check = "check_" in cell.source and "helpers.exercises" in "".join(c.source for c in student.cells[:index + 1])
-        if is_check and "check_" in cell.source.split("import")[-1]:
-            checks += 1
-            if not errors or "not implemented yet" not in errors[0].evalue:
-                failures.append(f"cell {index}: the check did not report 'not implemented yet'")
-        elif errors:
-            failures.append(f"cell {index} crashed: {errors[0].ename}: {errors[0].evalue[:200]}")
-    assert checks >= 1, f"{path.name}: no exercise check found"
-    assert not failures, f"{path.name}:\n" + "\n".join(failures)
+    assert "### BEGIN SOLUTION" not in (student_dir / path.name).read_text()
+    executed = run_notebook(student_dir / path.name)
+    results = check_results(executed)
+    assert results, f"{path.name}: no exercise check found"
+    assert all(r.status == "not implemented" for r in results), \
+        [f"cell {r.cell} {r.check}: {r.status} {r.message[:200]}" for r in results if r.status != "not implemented"]
+    assert not crashed_cells(executed), f"{path.name}: cells other than the checks crashed: {crashed_cells(executed)}"
+
+
+# --------------------------------------------------------------------------- #
+# Grading what students hand back
+# --------------------------------------------------------------------------- #
+def test_grade_reports_passed_not_implemented_and_the_named_mistake(tmp_path):
+    def handed_in(name, body):
+        notebook = nbformat.v4.new_notebook(cells=[
+            nbformat.v4.new_code_cell(f"def grad_cam_map(activations, gradients):\n    {body}"),
+            nbformat.v4.new_code_cell("from helpers.exercises import check_grad_cam_map\n\n"
+                                      "check_grad_cam_map(grad_cam_map)"),
+            nbformat.v4.new_code_cell("print('after the check')"),
+        ])
+        nbformat.write(notebook, tmp_path / name)
+        return tmp_path / name
+
+    solved = handed_in("solved.ipynb", "return (gradients.mean(dim=(2, 3), keepdim=True) * activations).sum(1).relu()")
+    open_ = handed_in("open.ipynb", "raise NotImplementedError()")
+    no_relu = handed_in("no_relu.ipynb", "return (gradients.mean(dim=(2, 3), keepdim=True) * activations).sum(1)")
+    report = io.StringIO()
+    rows = grade([solved, open_, no_relu], tmp_path / "grades.csv", out=report)
+    assert [r["status"] for r in rows] == ["passed", "not implemented", "failed"]
+    assert "ReLU" in rows[2]["message"]
+    assert "1 of 1 checks passed" in report.getvalue() and "0 of 1 checks passed" in report.getvalue()
+    assert (tmp_path / "grades.csv").read_text().count("check_grad_cam_map") == 3
