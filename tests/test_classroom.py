@@ -1,4 +1,4 @@
-"""Classroom mode: student copies (solutions blanked, every check says "not implemented yet"), nbgrader metadata, grading."""
+"""Classroom mode: student copies, nbgrader metadata, and grading of handed-in notebooks."""
 import io
 from pathlib import Path
 

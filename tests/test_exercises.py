@@ -187,19 +187,20 @@ def dream_variant(objective=lambda a: a.pow(2), per_image=True, clamp=True, sign
     return dream_step
 
 
-def ig_variant(points=lambda k, n: (k + 0.5) / n, combine=lambda mean, x, b: (x - b) * mean, total=False):
+def ig_variant(points=lambda k, n: (k + 0.5) / n, combine=lambda mean, x, b: (x - b) * mean, total=False,
+               backward=False):
     def my_integrated_gradients(model, x, baseline, target_class, steps):
         alphas = points(torch.arange(steps, dtype=x.dtype), steps)
         path = (baseline + alphas.view(-1, 1, 1, 1) * (x - baseline)).requires_grad_(True)
-        (grads,) = torch.autograd.grad(model(path)[:, target_class].sum(), path)
+        grads = logit_gradient(model, path, target_class, backward=backward)
         return combine(grads.sum(0, keepdim=True) if total else grads.mean(0, keepdim=True), x, baseline)
     return my_integrated_gradients
 
 
-def in_place_saliency(model, x, target_class):
+def in_place_saliency(model, x, target_class, reduce=True):
     x.requires_grad_(True)
     (g,) = torch.autograd.grad(model(x)[:, target_class].sum(), x)
-    return g.abs().amax(1)
+    return g.abs().amax(1) if reduce else g
 
 
 def every_ig(model, x, target_class, baselines, steps):
@@ -242,6 +243,8 @@ MISTAKES = {
         (lambda m, x, c: logit_gradient(m, x, c), "gradient alone"),
         (lambda m, x, c: (x * logit_gradient(m, x, c)).abs(), "keep the sign"),
         (lambda m, x, c: (x * logit_gradient(m, x, c)).sum(1), "keep the channels"),
+        (lambda m, x, c: x * logit_gradient(m, x, c, backward=True), "\\.grad"),
+        (lambda m, x, c: x * in_place_saliency(m, x, c, reduce=False), "changed the caller's x"),
     ],
     "check_smooth_grad": [
         (lambda *a: smooth_grad_variant(*a, average=False), "divide by the number of samples"),
@@ -271,6 +274,7 @@ MISTAKES = {
         (dream_variant(objective=lambda a: a), "mean\\(A\\)"),
         (dream_variant(sign=-1), "down the gradient"),
         (dream_variant(backward=True), "\\.grad"),
+        (lambda m, l, x, s: dream_variant()(m, l, x.requires_grad_(True), s), "changed the caller's x"),
     ],
     "check_integrated_gradients": [
         (ig_variant(combine=lambda mean, x, b: mean), "average gradient"),
@@ -278,6 +282,7 @@ MISTAKES = {
         (ig_variant(total=True), "summed"),
         (ig_variant(points=lambda k, n: k / n), "left Riemann"),
         (ig_variant(points=lambda k, n: (k + 1) / n), "right Riemann"),
+        (ig_variant(backward=True), "\\.grad"),
     ],
     "check_expected_gradients": [
         (lambda m, x, c, b, n: helpers.integrated_gradients(m, x, c, b.mean(0, keepdim=True), steps=n).attributions,
@@ -297,8 +302,10 @@ def logit_free_gradient(model, layer, x):
         return torch.autograd.grad(rec.activations.pow(2).mean(dim=(1, 2, 3)).sum(), leaf)[0]
 
 
-def test_every_check_has_its_mistakes_listed():
+def test_every_check_has_its_mistakes_listed_here_and_in_the_teachers_guide():
     assert set(MISTAKES) == set(SOLUTIONS) - {"check_capture"}  # tested on its own above
+    guide = (ROOT / "TEACHING.md").read_text()
+    assert not [check for check in SOLUTIONS if f"`{check}`" not in guide]
 
 
 @pytest.mark.parametrize("check, wrong, message",
