@@ -9,9 +9,9 @@ from .models import (EfficientNetLite0, LayerInfo, WeightsUnavailableError, avai
                      explainable_layers, load_model, resolve_layer)
 from .hooks import Recording, check_batch, explaining, model_device, record
 from .maps import normalize, upsample
-from .plot import as_array, overlay, show_grid
+from .plot import as_array, draw_maps, overlay, show_grid, signed_scale
 from .targets import check_target, target_scores
-from .noise import noise_sigma, noisy_chunks, seeded
+from .noise import default_batch_size, noise_sigma, noisy_chunks, seeded
 from .features import Ascent, FourierImage, deep_dream, filter_activations, maximize_activation
 from .gradients import (IGResult, gradient_moments, input_gradients, integrated_gradients, make_baselines, quadrature,
                         reduce_channels, saliency, smooth_grad)

@@ -23,7 +23,7 @@ import torchvision.transforms.functional as TF
 from tqdm.auto import tqdm
 
 from .hooks import check_batch, explaining
-from .noise import noisy_chunks
+from .noise import default_batch_size, noisy_chunks
 from .targets import check_target, target_scores
 
 __all__ = [
@@ -129,7 +129,7 @@ VARIANTS = {
 
 
 def gradient_moments(model, x: torch.Tensor, target, noise_level: float = 0.15, samples: int = 50,
-                     batch_size: int = 32, generator: torch.Generator | None = None,
+                     batch_size: int | None = None, generator: torch.Generator | None = None,
                      progress: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     r"""The first two moments of the gradient over noisy copies of each image, in float64:
 
@@ -139,7 +139,7 @@ def gradient_moments(model, x: torch.Tensor, target, noise_level: float = 0.15, 
 
     Every SmoothGrad variant is a function of these two (see :data:`VARIANTS`). The copies come from
     :func:`helpers.noise.noisy_chunks`, ``batch_size`` at a time; a CPU ``generator`` makes them
-    reproducible and independent of ``batch_size``.
+    reproducible and independent of ``batch_size`` (``None``: 8 rows on a CPU, 32 on a GPU).
     """
     x = _checked(model, x, target)
     mean = mean_square = None
@@ -155,7 +155,7 @@ def gradient_moments(model, x: torch.Tensor, target, noise_level: float = 0.15, 
 
 
 def smooth_grad(model, x: torch.Tensor, target, noise_level: float = 0.15, samples: int = 50,
-                variant: str = "mean", batch_size: int = 32, generator: torch.Generator | None = None,
+                variant: str = "mean", batch_size: int | None = None, generator: torch.Generator | None = None,
                 progress: bool | None = None) -> torch.Tensor:
     r"""SmoothGrad: the gradient averaged over ``samples`` noisy copies of each image.
 
@@ -289,7 +289,7 @@ def _scores(model, rows: torch.Tensor, target, image_index: torch.Tensor, batch_
 
 def integrated_gradients(model, x: torch.Tensor, target, baseline="zeros", steps: int = 32,
                          rule: str = "gauss-legendre", baseline_samples: int = 1, value_range=None,
-                         blur_sigma: float = 10.0, batch_size: int = 32,
+                         blur_sigma: float = 10.0, batch_size: int | None = None,
                          generator: torch.Generator | None = None, progress: bool | None = None) -> IGResult:
     r"""Integrated Gradients along the straight path from a baseline $x'$ to $x$:
 
@@ -302,13 +302,14 @@ def integrated_gradients(model, x: torch.Tensor, target, baseline="zeros", steps
     baselines (``baseline_samples`` > 1 or a tensor ``(N, B, C, H, W)``) IG is averaged over them
     and the delta is taken against the mean baseline score. Baselines: see :func:`make_baselines`.
 
-    Path points are built chunk by chunk, ``batch_size`` rows per forward pass, so memory does not
-    grow with ``steps``.
+    Path points are built chunk by chunk, ``batch_size`` rows per forward pass (``None``: 8 on a CPU,
+    32 on a GPU), so memory does not grow with ``steps``.
 
     >>> attributions, delta = integrated_gradients(model, x, 285, baseline="black", steps=32,
     ...                                            value_range=preprocess.value_range)
     """
     x = _checked(model, x, target)
+    batch_size = default_batch_size(x.device) if batch_size is None else batch_size
     _check_count("batch_size", batch_size)
     alphas, weights = quadrature(rule, steps)
     starts = make_baselines(x, baseline, baseline_samples, value_range, blur_sigma, generator)

@@ -50,12 +50,16 @@ def _keep_gradient(recording_ref):
 
 
 @contextmanager
-def record(model: nn.Module, layer, detach: bool = False):
+def record(model: nn.Module, layer, detach: bool = False, leaf: bool = False):
     """Record ``layer``'s output and, after a backward pass, the gradient of the output.
 
     ``activations`` stays attached to the autograd graph (unless ``detach=True``), so
     ``torch.autograd.grad(score, rec.activations)`` differentiates with respect to it directly;
     ``gradients`` is filled by ``.backward()`` or ``autograd.grad`` through it.
+
+    ``leaf=True`` starts the graph at this layer: the activations become a fresh tensor that
+    requires grad, so autograd keeps nothing of the layers before it (less memory and a shorter
+    backward pass when only gradients with respect to the layer are wanted).
     """
     name, module = resolve_layer(model, layer)
     recording = Recording(name, module)
@@ -71,6 +75,8 @@ def record(model: nn.Module, layer, detach: bool = False):
         if recording.calls > 1:
             raise RuntimeError(f"layer {name!r} ran {recording.calls} times in one forward pass (the module is "
                                "reused), so it has no single output to explain; record its parent block instead")
+        if leaf:
+            output = output.detach().requires_grad_()
         recording.activations = output.detach() if detach else output
         recording.gradients = None
         if output.requires_grad:

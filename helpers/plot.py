@@ -1,4 +1,4 @@
-"""Pictures: a heatmap over its photo, and a titled grid of panels."""
+"""Pictures: a heatmap over its photo, a titled grid of panels, and a row of maps (signed ones keep zero white)."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +6,7 @@ import torch
 
 from .maps import normalize, upsample
 
-__all__ = ["as_array", "overlay", "show_grid"]
+__all__ = ["as_array", "draw_maps", "overlay", "show_grid", "signed_scale"]
 
 
 def as_array(picture) -> np.ndarray:
@@ -75,3 +75,29 @@ def show_grid(panels, titles=None, ncols: int = 4, size: float = 2.6, cmap: str 
         fig.suptitle(suptitle)
     fig.tight_layout()
     return fig
+
+
+def draw_maps(panels, title: str | None = None, size: float = 2.6):
+    """One row of ``(title, picture)`` panels: RGB images as they are, 2-D maps already scaled — maps
+    with negative values to [−1, 1] (drawn with "coolwarm", zero white), others to [0, 1] ("inferno")."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(size * len(panels), size + 0.3), squeeze=False)
+    for ax, (name, picture) in zip(axes[0], panels):
+        picture = as_array(picture)
+        if picture.ndim == 3:
+            ax.imshow(picture)
+        else:
+            signed = picture.min() < 0
+            ax.imshow(picture, cmap="coolwarm" if signed else "inferno", vmin=-1 if signed else 0, vmax=1)
+        ax.set_title(name, fontsize=9)
+        ax.set_axis_off()
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def signed_scale(maps: torch.Tensor) -> torch.Tensor:
+    """Signed maps to [−1, 1]: |m| scaled by its 99th percentile and clipped, the sign kept."""
+    return maps.sign() * normalize(maps, "percentile")

@@ -23,6 +23,20 @@ def test_activations_and_gradients_match_a_manual_split(tiny_cnn, tiny_batch):
     assert no_hooks_left(tiny_cnn)
 
 
+def test_a_leaf_recording_starts_the_graph_at_the_layer(tiny_cnn, tiny_batch):
+    x = tiny_batch.clone().requires_grad_(True)
+    with explaining(tiny_cnn), record(tiny_cnn, "features.1") as whole:
+        (through,) = torch.autograd.grad(tiny_cnn(x)[:, 2].sum(), whole.activations)
+    with explaining(tiny_cnn), record(tiny_cnn, "features.1", leaf=True) as cut:
+        score = tiny_cnn(x)[:, 2].sum()
+    assert cut.activations.is_leaf and cut.activations.requires_grad
+    (from_leaf,) = torch.autograd.grad(score, cut.activations, retain_graph=True)
+    assert torch.equal(from_leaf, through) and torch.equal(cut.gradients, from_leaf)
+    # nothing before the layer is on the graph: the input receives no gradient
+    assert torch.autograd.grad(score, x, allow_unused=True) == (None,)
+    assert no_hooks_left(tiny_cnn)
+
+
 def test_backward_fills_gradients_through_in_place_relus():
     model = torchvision.models.vgg11(weights=None).eval()
     with explaining(model), record(model, "features.0") as rec:   # its output is then overwritten in place
