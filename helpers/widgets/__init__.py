@@ -1,6 +1,6 @@
 """Interactive explorers for the notebooks, built on the pure functions of ``helpers``."""
-from .common import ClassPicker, Explorer, ImagePicker, figure_png
+from .common import ClassMapExplorer, ClassPicker, Explorer, ImagePicker, figure_png
 from .predictions import PredictionExplorer
 from .features import FeatureExplorer
-from .gradients import GradientExplorer, IntegratedGradientsExplorer, SaliencyExplorer, SmoothGradExplorer
+from .gradients import IntegratedGradientsExplorer, SaliencyExplorer, SmoothGradExplorer
 from .cam import CamExplorer, GradCamExplorer, GradCamPPExplorer

@@ -1,6 +1,6 @@
 """Explorers for notebooks 01–03: CAM, Grad-CAM (with counterfactual and guided maps), Grad-CAM++ and
 Smooth Grad-CAM++, each built on the pure functions of :mod:`helpers.cam` and on the explorers'
-shared skeleton (:class:`helpers.widgets.gradients.GradientExplorer`: photo and class pickers, a
+shared skeleton (:class:`helpers.widgets.common.ClassMapExplorer`: photo and class pickers, a
 picture, a status line, results cached per class and setting).
 
 The forward pass is also cached per photo and layer (:class:`helpers.LayerPass`), so a new class
@@ -9,6 +9,7 @@ costs one backward pass: a Grad-CAM update is a few hundredths of a second of co
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 
 import ipywidgets as w
 import torch
@@ -18,24 +19,29 @@ from ..hooks import explaining
 from ..images import imagenet_labels
 from ..maps import upsample
 from ..models import explainable_layers
-from ..plot import overlay
-from .gradients import GradientExplorer, signed_scale
+from ..plot import overlay, signed_scale
+from .common import ClassMapExplorer
 
 __all__ = ["CamExplorer", "GradCamExplorer", "GradCamPPExplorer", "parse_neurons", "signed_picture"]
 
 
-class _CamFamilyExplorer(GradientExplorer):
+class _CamFamilyExplorer(ClassMapExplorer):
     """The skeleton plus what the CAM explorers share: forward passes cached per photo and layer, the
     time each update took (``.seconds``, also shown in the status line), and one way of drawing."""
 
+    kept_passes = 4  # each holds the graph from its layer on (up to ~50 MiB on Lite0): keep the recent ones
+
     def _use_image(self, image):
-        self._passes = {}
+        self._passes = OrderedDict()
         super()._use_image(image)
 
     def _pass(self, layer) -> LayerPass:
-        """The forward pass for the current photo at ``layer``, computed once."""
+        """The forward pass for the current photo at ``layer``, computed once while it is recent."""
         if layer not in self._passes:
             self._passes[layer] = LayerPass(self.model, self.x, layer)
+            while len(self._passes) > self.kept_passes:
+                self._passes.popitem(last=False)
+        self._passes.move_to_end(layer)
         return self._passes[layer]
 
     def update(self):

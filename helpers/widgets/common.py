@@ -9,9 +9,10 @@ import io
 
 import ipywidgets as w
 
-from ..images import ImageError, imagenet_labels, load_image, sample_names
+from ..hooks import model_device
+from ..images import ImageError, imagenet_labels, load_image, sample_names, top_k
 
-__all__ = ["Explorer", "ImagePicker", "ClassPicker", "figure_png"]
+__all__ = ["Explorer", "ImagePicker", "ClassPicker", "ClassMapExplorer", "figure_png"]
 
 
 def figure_png(fig, dpi: int = 80) -> bytes:
@@ -145,3 +146,70 @@ class ClassPicker(Explorer):
         text = change["new"]
         if text and text.split(":")[0].isdigit():
             self.value = int(text.split(":")[0])
+
+
+class ClassMapExplorer(Explorer):
+    """The skeleton of every explorer that draws maps for one class (CAM family, saliency, SmoothGrad,
+    IG): photo and class pickers, the subclass's controls, ``.picture`` and ``.status``.
+
+    ``.x`` is the current photo as a batch of one; ``.results`` caches what :meth:`compute` returned
+    for each combination of class and compute controls.
+    """
+
+    name = "gradient"
+
+    def __init__(self, model, preprocess, picker: ImagePicker | None = None):
+        self.model, self.preprocess = model, preprocess
+        self.picker = picker or ImagePicker()
+        self.classes = ClassPicker()
+        self.picture = w.Image(format="png")
+        self.picture.add_class(f"{self.name}-picture")
+        self.status = w.HTML()
+        self.status.add_class(f"{self.name}-status")
+        controls = self.controls()
+        self.widget = w.VBox([self.picker.widget, self.classes.widget, w.HBox(list(controls.values())),
+                              self.picture, self.status])
+        self._quiet = False
+        self._use_image(self.picker.image)
+        self.picker.on_change(self._use_image)
+        self.classes.observe(lambda value: self.update())
+        for control in controls.values():
+            control.observe(lambda change: self.update(), names="value")
+
+    def controls(self) -> dict[str, w.Widget]:
+        return {}
+
+    def settings(self) -> tuple:
+        """The control values :meth:`compute` depends on (the cache key, with the class)."""
+        return ()
+
+    def compute(self, target: int):
+        raise NotImplementedError
+
+    def draw(self, result):
+        raise NotImplementedError
+
+    def _use_image(self, image):
+        self.crop = self.preprocess.crop(image)
+        self.x = self.preprocess(self.crop, device=model_device(self.model))
+        self.results = {}
+        self._quiet = True  # new options and value: one update afterwards, not one per change
+        try:
+            self.classes.set_top(top_k(self.model, self.x, 5).indices[0].tolist())
+        finally:
+            self._quiet = False
+        self.update()
+
+    def update(self):
+        if self._quiet:
+            return
+        key = (self.classes.value, *self.settings())
+        if key not in self.results:
+            self.status.value = "computing…"
+            self.results[key] = self.compute(self.classes.value)
+        self.result = self.results[key]
+        self.picture.value = figure_png(self.draw(self.result))
+        self.status.value = self.describe(self.result)
+
+    def describe(self, result) -> str:
+        return f"class {self.classes.value}: {imagenet_labels()[self.classes.value]}"

@@ -1,7 +1,7 @@
 """Explorers for notebooks 04 (saliency), 05 (SmoothGrad) and 07 (Integrated Gradients).
 
 Each one shows the photo the model sees next to input-gradient maps for a chosen class, recomputed
-when a control changes. They share one skeleton (:class:`GradientExplorer`): the image picker, the
+when a control changes. They share one skeleton (:class:`ClassMapExplorer`): the image picker, the
 class picker filled with the image's top-5, the picture and a status line; a subclass adds its own
 controls and says how to compute and draw. Forward passes for the top-5 and gradients already
 computed are cached, so switching back to a class or changing only the display is immediate.
@@ -13,110 +13,15 @@ import torch
 
 from ..gradients import (RULES, VARIANTS, gradient_moments, integrated_gradients, make_baselines, reduce_channels,
                          saliency)
-from ..hooks import model_device
-from ..images import imagenet_labels, top_k
+from ..images import imagenet_labels
 from ..maps import normalize
-from ..plot import as_array
-from .common import ClassPicker, Explorer, ImagePicker, figure_png
+from ..plot import draw_maps, signed_scale
+from .common import ClassMapExplorer
 
-__all__ = ["draw_maps", "signed_scale", "GradientExplorer", "SaliencyExplorer", "SmoothGradExplorer",
-           "IntegratedGradientsExplorer"]
-
-
-def draw_maps(panels, title: str | None = None, size: float = 2.6):
-    """One row of ``(title, picture)`` panels: RGB images as they are, 2-D maps already scaled — maps
-    with negative values to [−1, 1] (drawn with "coolwarm", zero white), others to [0, 1] ("inferno")."""
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(panels), figsize=(size * len(panels), size + 0.3), squeeze=False)
-    for ax, (name, picture) in zip(axes[0], panels):
-        picture = as_array(picture)
-        if picture.ndim == 3:
-            ax.imshow(picture)
-        else:
-            signed = picture.min() < 0
-            ax.imshow(picture, cmap="coolwarm" if signed else "inferno", vmin=-1 if signed else 0, vmax=1)
-        ax.set_title(name, fontsize=9)
-        ax.set_axis_off()
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return fig
+__all__ = ["SaliencyExplorer", "SmoothGradExplorer", "IntegratedGradientsExplorer"]
 
 
-def signed_scale(maps: torch.Tensor) -> torch.Tensor:
-    """Signed maps to [−1, 1]: |m| scaled by its 99th percentile and clipped, the sign kept."""
-    return maps.sign() * normalize(maps, "percentile")
-
-
-class GradientExplorer(Explorer):
-    """The shared skeleton (the CAM explorers build on it too): photo and class pickers, the subclass's
-    controls, ``.picture`` and ``.status``.
-
-    ``.x`` is the current photo as a batch of one; ``.results`` caches what :meth:`compute` returned
-    for each combination of class and compute controls.
-    """
-
-    name = "gradient"
-
-    def __init__(self, model, preprocess, picker: ImagePicker | None = None):
-        self.model, self.preprocess = model, preprocess
-        self.picker = picker or ImagePicker()
-        self.classes = ClassPicker()
-        self.picture = w.Image(format="png")
-        self.picture.add_class(f"{self.name}-picture")
-        self.status = w.HTML()
-        self.status.add_class(f"{self.name}-status")
-        controls = self.controls()
-        self.widget = w.VBox([self.picker.widget, self.classes.widget, w.HBox(list(controls.values())),
-                              self.picture, self.status])
-        self._quiet = False
-        self._use_image(self.picker.image)
-        self.picker.on_change(self._use_image)
-        self.classes.observe(lambda value: self.update())
-        for control in controls.values():
-            control.observe(lambda change: self.update(), names="value")
-
-    def controls(self) -> dict[str, w.Widget]:
-        return {}
-
-    def settings(self) -> tuple:
-        """The control values :meth:`compute` depends on (the cache key, with the class)."""
-        return ()
-
-    def compute(self, target: int):
-        raise NotImplementedError
-
-    def draw(self, result):
-        raise NotImplementedError
-
-    def _use_image(self, image):
-        self.crop = self.preprocess.crop(image)
-        self.x = self.preprocess(self.crop, device=model_device(self.model))
-        self.results = {}
-        self._quiet = True  # new options and value: one update afterwards, not one per change
-        try:
-            self.classes.set_top(top_k(self.model, self.x, 5).indices[0].tolist())
-        finally:
-            self._quiet = False
-        self.update()
-
-    def update(self):
-        if self._quiet:
-            return
-        key = (self.classes.value, *self.settings())
-        if key not in self.results:
-            self.status.value = "computing…"
-            self.results[key] = self.compute(self.classes.value)
-        self.result = self.results[key]
-        self.picture.value = figure_png(self.draw(self.result))
-        self.status.value = self.describe(self.result)
-
-    def describe(self, result) -> str:
-        return f"class {self.classes.value}: {imagenet_labels()[self.classes.value]}"
-
-
-class SaliencyExplorer(GradientExplorer):
+class SaliencyExplorer(ClassMapExplorer):
     """Notebook 04: the gradient map, with the channel reduction and display scaling you choose."""
 
     name = "saliency"
@@ -139,7 +44,7 @@ class SaliencyExplorer(GradientExplorer):
                          title=f"∂ logit({label}) / ∂ pixels")
 
 
-class SmoothGradExplorer(GradientExplorer):
+class SmoothGradExplorer(ClassMapExplorer):
     """Notebook 05: the plain gradient beside SmoothGrad, SmoothGrad² and VarGrad for one noise setting.
 
     All three variants come from the same two moments (one pass over the noisy copies); the noise
@@ -179,7 +84,7 @@ class SmoothGradExplorer(GradientExplorer):
                                                                 f"{self.samples.value} samples")
 
 
-class IntegratedGradientsExplorer(GradientExplorer):
+class IntegratedGradientsExplorer(ClassMapExplorer):
     """Notebook 07: Integrated Gradients from a chosen baseline, with the completeness delta it leaves."""
 
     name = "ig"
