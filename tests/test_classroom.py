@@ -31,11 +31,13 @@ def test_teacher_cells_outputs_and_widget_state_are_removed():
     assert "widgets" not in student["metadata"] and "widgets" in teacher["metadata"]
 
 
-def test_every_notebook_ends_with_exercises_that_have_solutions():
+def test_every_notebook_ends_with_exercises_that_have_solutions_and_notes_for_the_teacher():
     for path in NOTEBOOKS:
         text = path.read_text()
         assert "## Exercises" in text, f"{path.name} has no Exercises section"
         assert "### BEGIN SOLUTION" in text, f"{path.name} has no coding exercise"
+        last = nbformat.read(path, as_version=4).cells[-1]
+        assert "teacher-only" in last.metadata.get("tags", []) and "For the teacher" in last.source, path.name
 
 
 # --------------------------------------------------------------------------- #
@@ -66,7 +68,8 @@ def student_dir(tmp_path_factory):
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_student_copy_reaches_every_check_with_the_not_implemented_message(path, student_dir):
-    assert "### BEGIN SOLUTION" not in (student_dir / path.name).read_text()
+    copy = (student_dir / path.name).read_text()
+    assert "### BEGIN SOLUTION" not in copy and "teacher-only" not in copy and "For the teacher" not in copy
     executed = run_notebook(student_dir / path.name)
     results = check_results(executed)
     assert results, f"{path.name}: no exercise check found"
