@@ -7,10 +7,16 @@ mistakes one by one so the message can name the mistake instead of just "wrong a
 """
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
 from torch import nn
+
+from .cam import LayerPass, cam, grad_cam, grad_cam_pp
+from .features import deep_dream, filter_activations, maximize_activation
+from .gradients import integrated_gradients, saliency
+from .hooks import explaining, record
 
 __all__ = ["ExerciseError", "run_check", "Cubic", "check_capture", "check_class_activation_map", "check_grad_cam_map",
            "check_grad_cam_pp_map", "check_saliency", "check_gradient_times_input", "check_smooth_grad",
@@ -26,25 +32,25 @@ NOT_DONE = ("not implemented yet: replace `raise NotImplementedError()` under `#
             "with your solution, then run this check again")
 
 
-def run_check(name: str, answer: Callable[[], object], reference: object, mistakes: dict[str, object] | None = None,
-              close: Callable[[object, object], bool] | None = None) -> None:
+def run_check(name: str, answer: Callable[[], object], reference: object,
+              mistakes: dict[str, object] | None = None) -> None:
     """Compare ``answer()`` with ``reference``; on a mismatch, name the first matching typical mistake.
 
     ``mistakes`` maps a learner-friendly explanation to what that mistake would return: a value, or a
-    ``torch.Size`` when the mistake shows in the shape alone.
+    ``torch.Size`` when the mistake shows in the shape alone. Tensors and numbers are compared with a
+    tolerance relative to the reference's scale.
     """
-    close = close or _allclose
     result = _call(name, answer)
     if isinstance(reference, torch.Tensor) and not isinstance(result, torch.Tensor):
         raise ExerciseError(f"{name}: expected a tensor, got {type(result).__name__}")
-    if _same_shape(result, reference) and close(result, reference):
+    if _same_shape(result, reference) and _allclose(result, reference):
         print(f"✓ {name}: correct")
         return
     for explanation, wrong in (mistakes or {}).items():
         if isinstance(wrong, torch.Size):
             if isinstance(result, torch.Tensor) and result.shape == wrong:
                 raise ExerciseError(f"{name}: {explanation}")
-        elif _same_shape(result, wrong) and close(result, wrong):
+        elif _same_shape(result, wrong) and _allclose(result, wrong):
             raise ExerciseError(f"{name}: {explanation}")
     if not _same_shape(result, reference):
         raise ExerciseError(f"{name}: wrong shape: expected {tuple(reference.shape)}, got {tuple(result.shape)}")
@@ -70,6 +76,8 @@ def _allclose(a, b) -> bool:
     if isinstance(b, torch.Tensor):  # tolerances relative to the reference's scale: some checks use tiny gradients
         b = b.detach().cpu()
         return torch.allclose(a.detach().to(b.dtype).cpu(), b, rtol=1e-4, atol=1e-5 * b.abs().max().item() + 1e-30)
+    if isinstance(b, float) and isinstance(a, (int, float)):
+        return math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-9)
     return a == b
 
 
@@ -108,8 +116,6 @@ def _no_grad_left(name: str, model: nn.Module) -> None:
 # --------------------------------------------------------------------------- #
 def check_capture(capture: Callable) -> None:
     """Exercise 00.1: ``capture(model, layer, x)`` returns the layer's output and leaves no hook behind."""
-    from .hooks import record
-
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Conv2d(4, 2, 3)).eval()
     x = torch.randn(2, 3, 9, 9)
     with torch.no_grad(), record(model, "1") as rec:
@@ -144,8 +150,6 @@ def check_capture(capture: Callable) -> None:
 # --------------------------------------------------------------------------- #
 def check_class_activation_map(class_activation_map: Callable) -> None:
     """Exercise 01.1: ``class_activation_map(features, weight, classes)`` is M_c = Σ_k w^c_k A_k, ``(N, h, w)``."""
-    from .cam import cam
-    from .hooks import record
 
     def draw():
         net, x, classes = _small_cnn(classes=5), torch.randn(3, 3, 8, 8), torch.randint(0, 5, (3,))
@@ -175,7 +179,6 @@ def _layer_case(layer: str = "1", head_scale: float = 1.0, classes: int = 3):
     """A fresh network, batch and targets with the activations A and gradients ∂S/∂A at ``layer``: "1" is
     its first ReLU, "0" the convolution before it (where A can be negative). Unlike at the last ReLU,
     the gradient there varies from position to position."""
-    from .cam import LayerPass
 
     net, x = _small_cnn(classes), torch.randn(2, 3, 8, 8)
     with torch.no_grad():
@@ -187,7 +190,6 @@ def _layer_case(layer: str = "1", head_scale: float = 1.0, classes: int = 3):
 
 def check_grad_cam_map(grad_cam_map: Callable) -> None:
     """Exercise 02.1: ``grad_cam_map(A, g)`` is ReLU(Σ_k mean_ij(g_k) A_k), ``(N, h, w)``."""
-    from .cam import grad_cam
 
     def draw():
         net, x, targets, A, g = _layer_case()
@@ -213,7 +215,6 @@ def check_grad_cam_map(grad_cam_map: Callable) -> None:
 # --------------------------------------------------------------------------- #
 def check_grad_cam_pp_map(grad_cam_pp_map: Callable) -> None:
     """Exercise 03.1: ``grad_cam_pp_map(A, g)`` with the closed-form α (zero where its denominator is zero)."""
-    from .cam import grad_cam_pp
 
     def draw():
         net, x, targets, A, g = _layer_case("0", head_scale=1e-3)  # small gradients: an epsilon would show
@@ -247,8 +248,6 @@ def check_grad_cam_pp_map(grad_cam_pp_map: Callable) -> None:
 # --------------------------------------------------------------------------- #
 def _gradient_case(classes: int = 5, size: int = 16):
     """A fresh network, a batch of two random inputs in [−1, 1], one class, and ∂S_c/∂x."""
-    from .gradients import saliency
-
     net, x, c = _small_cnn(classes), torch.rand(2, 3, size, size) * 2 - 1, int(torch.randint(0, classes, ()))
     return net, x, c, saliency(net, x, c, reduce="none")
 
@@ -262,7 +261,6 @@ def _caller_left_alone(name: str, model: nn.Module, x: torch.Tensor, original: t
 
 def check_saliency(my_saliency: Callable) -> None:
     """Exercise 04.1: ``my_saliency(model, x, c)`` is max_k |∂S_c/∂x_k| over the channels, ``(N, H, W)``."""
-    from .gradients import saliency
 
     def draw():
         net, x, c, g = _gradient_case()
@@ -289,6 +287,7 @@ def check_saliency(my_saliency: Callable) -> None:
 
 def check_gradient_times_input(gradient_times_input: Callable) -> None:
     """Exercise 04.3: ``gradient_times_input(model, x, c)`` is x ⊙ ∂S_c/∂x, ``(N, C, H, W)``."""
+
     def draw():
         net, x, c, g = _gradient_case()
         return net, x, c, x * g, {
@@ -383,7 +382,6 @@ def check_run_to_run_correlation(run_to_run_correlation: Callable) -> None:
 # --------------------------------------------------------------------------- #
 def check_channel_objective(channel_objective: Callable) -> None:
     """Exercise 06.1: ``channel_objective(A, filters)``: image k's mean activation of filter ``filters[k]``."""
-    from .features import filter_activations, maximize_activation
 
     def draw():
         net, images = _small_cnn(), torch.rand(3, 3, 16, 16) * 2 - 1
@@ -409,8 +407,6 @@ def check_channel_objective(channel_objective: Callable) -> None:
 
 def check_dream_step(dream_step: Callable) -> None:
     """Exercise 06.2: ``dream_step(model, layer, x, η)`` = clip(x + η g / mean|g|), g = ∇ mean(A²), per image."""
-    from .features import deep_dream
-    from .hooks import explaining, record
 
     def raw_gradient(net, x, objective):
         with explaining(net), record(net, "1") as rec:
@@ -448,7 +444,6 @@ def check_dream_step(dream_step: Callable) -> None:
 # --------------------------------------------------------------------------- #
 def check_integrated_gradients(my_integrated_gradients: Callable) -> None:
     """Exercise 07.1: ``my_integrated_gradients(model, x, x′, c, n)`` with the midpoint rule, ``(1, C, H, W)``."""
-    from .gradients import integrated_gradients
 
     def draw():
         net, x, c, _ = _gradient_case()
@@ -474,7 +469,6 @@ def check_integrated_gradients(my_integrated_gradients: Callable) -> None:
 
 def check_expected_gradients(expected_gradients: Callable) -> None:
     """Exercise 07.3: ``expected_gradients(model, x, c, baselines, n)``: IG averaged over the baselines."""
-    from .gradients import integrated_gradients
 
     def draw():
         net, x, c, _ = _gradient_case()

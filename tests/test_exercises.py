@@ -314,3 +314,12 @@ def test_every_check_has_its_mistakes_listed_here_and_in_the_teachers_guide():
 def test_each_typical_mistake_is_named(check, wrong, message):
     with pytest.raises(ExerciseError, match=message):
         getattr(exercises, check)(wrong)
+
+
+def test_run_check_compares_numbers_with_a_tolerance_and_names_their_mistakes(capsys):
+    exercises.run_check("sum", lambda: 0.1 + 0.2, 0.3)
+    assert "✓ sum" in capsys.readouterr().out
+    with pytest.raises(ExerciseError, match="you multiplied"):
+        exercises.run_check("sum", lambda: 0.1 * 0.2, 0.3, {"you multiplied": 0.02})
+    with pytest.raises(ExerciseError, match="0.5 vs 0.3"):
+        exercises.run_check("sum", lambda: 0.5, 0.3)
