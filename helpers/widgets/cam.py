@@ -29,7 +29,7 @@ class _CamFamilyExplorer(ClassMapExplorer):
     """The skeleton plus what the CAM explorers share: forward passes cached per photo and layer, the
     time each update took (``.seconds``, also shown in the status line), and one way of drawing."""
 
-    kept_passes = 4  # each holds the graph from its layer on (up to ~50 MiB on Lite0): keep the recent ones
+    kept_passes = 4  # each holds the graph from its layer on (48 MiB at head.act on Lite0, more further up)
 
     def _use_image(self, image):
         self._passes = OrderedDict()
