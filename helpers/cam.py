@@ -309,8 +309,8 @@ def smooth_grad_cam_pp(model: nn.Module, x: torch.Tensor, target: Target, layer,
 
     where :math:`A` is the clean image's activation, the map being explained. ``neurons`` keeps only the
     chosen feature maps (the paper's "choosing neurons"). The copies go through the model ``batch_size`` at
-    a time (:func:`helpers.noisy_chunks`; ``None``: 8 on a CPU, 32 on a GPU); a CPU ``generator`` makes them reproducible whatever the
-    chunking. ``noise_level=0`` gives :func:`grad_cam_pp` exactly.
+    a time (:func:`helpers.noisy_chunks`; ``None``: 8 on a CPU, 32 on a GPU); a CPU ``generator`` makes them
+    reproducible whatever the chunking. ``noise_level=0`` gives :func:`grad_cam_pp` exactly.
 
     >>> smooth_grad_cam_pp(model, x, 285, "head.act", samples=8, generator=torch.Generator().manual_seed(0))
     """
