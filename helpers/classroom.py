@@ -25,7 +25,7 @@ __all__ = ["CheckResult", "check_results", "crashed_cells", "grade", "run_notebo
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTION = re.compile(r"^(?P<indent>[ \t]*)### BEGIN SOLUTION[^\n]*\n.*?^[ \t]*### END SOLUTION[^\n]*(\n|$)",
                       re.MULTILINE | re.DOTALL)
-CHECK_CALL = re.compile(r"^(check_\w+)\(\w+\)", re.MULTILINE)
+CHECK_CALL = re.compile(r"^(check_\w+)\((\w+)\)", re.MULTILINE)  # the check, and the function it checks
 TEACHER_TAG = "teacher-only"
 
 
@@ -102,8 +102,8 @@ def check_results(notebook) -> list[CheckResult]:
     """What each check cell of an executed notebook reported."""
     results = []
     for index, cell in enumerate(notebook["cells"]):
-        calls = CHECK_CALL.findall(_source(cell)) if cell["cell_type"] == "code" else []
-        if not calls:
+        call = CHECK_CALL.search(_source(cell)) if cell["cell_type"] == "code" else None
+        if not call:
             continue
         error = _error(cell)
         if cell.get("execution_count") is None:
@@ -115,7 +115,7 @@ def check_results(notebook) -> list[CheckResult]:
             message = error["evalue"]
         else:
             status, message = "crashed", f"{error['ename']}: {error['evalue']}"
-        results.append(CheckResult(calls[0], index, status, message))
+        results.append(CheckResult(call.group(1), index, status, message))
     return results
 
 

@@ -3,7 +3,6 @@
 The solutions are read from the teacher's notebooks, so what is tested here is what a teacher hands out.
 """
 import math
-import re
 from pathlib import Path
 
 import nbformat
@@ -14,10 +13,10 @@ from torch import nn
 
 import helpers
 from helpers import exercises
+from helpers.classroom import CHECK_CALL
 from helpers.exercises import ExerciseError, check_capture
 
 ROOT = Path(__file__).resolve().parent.parent
-CALL = re.compile(r"^(check_\w+)\((\w+)\)", re.MULTILINE)
 
 
 def notebook_solutions():
@@ -26,7 +25,7 @@ def notebook_solutions():
     for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
         cells = [c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
         for index, source in enumerate(cells):
-            for check, function in CALL.findall(source):
+            for check, function in CHECK_CALL.findall(source):
                 solution = next(s for s in reversed(cells[:index]) if s.startswith(f"def {function}("))
                 found[check] = (path.stem, function, solution)
     return found
@@ -170,7 +169,7 @@ def correlation_variant(seeds=(10, 11), as_float=True):
     return run_to_run_correlation
 
 
-def dream_variant(objective=lambda a: a.pow(2), per_image=True, clamp=True, sign=1, backward=False):
+def dream_variant(objective=lambda a: a.pow(2), normalise=True, per_image=True, clamp=True, sign=1, backward=False):
     def dream_step(model, layer, x, step_size):
         with helpers.record(model, layer) as rec:
             leaf = x.clone().requires_grad_(True)
@@ -182,6 +181,7 @@ def dream_variant(objective=lambda a: a.pow(2), per_image=True, clamp=True, sign
             else:
                 (g,) = torch.autograd.grad(total, leaf)
         scale = g.abs().mean(dim=(1, 2, 3), keepdim=True) if per_image else g.abs().mean()
+        scale = scale if normalise else 1.0
         stepped = x + sign * step_size * g / scale
         return stepped.clamp(-1, 1) if clamp else stepped
     return dream_step
@@ -268,7 +268,7 @@ MISTAKES = {
         (lambda A, f: A.mean(dim=(2, 3)), "every filter of every image"),
     ],
     "check_dream_step": [
-        (lambda m, l, x, s: (x + s * logit_free_gradient(m, l, x)).clamp(-1, 1), "not normalised"),
+        (dream_variant(normalise=False), "not normalised"),
         (dream_variant(clamp=False), "clamp"),
         (dream_variant(per_image=False), "whole batch"),
         (dream_variant(objective=lambda a: a), "mean\\(A\\)"),
@@ -292,14 +292,6 @@ MISTAKES = {
         (lambda m, x, c, b, n: every_ig(m, x, c, b, n), "one attribution per baseline"),
     ],
 }
-
-
-def logit_free_gradient(model, layer, x):
-    """∇ mean(A²) of each image, the un-normalised Deep Dream step."""
-    with helpers.record(model, layer) as rec:
-        leaf = x.clone().requires_grad_(True)
-        model(leaf)
-        return torch.autograd.grad(rec.activations.pow(2).mean(dim=(1, 2, 3)).sum(), leaf)[0]
 
 
 def test_every_check_has_its_mistakes_listed_here_and_in_the_teachers_guide():

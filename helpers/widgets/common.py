@@ -156,7 +156,7 @@ class ClassMapExplorer(Explorer):
     for each combination of class and compute controls.
     """
 
-    name = "gradient"
+    name = "classmap"  # prefix of the CSS classes the browser test looks for; each explorer sets its own
 
     def __init__(self, model, preprocess, picker: ImagePicker | None = None):
         self.model, self.preprocess = model, preprocess
