@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .hooks import check_batch, explaining, model_device, record
-from .models import resolve_layer
+from .layers import resolve_layer
 
 __all__ = ["Ascent", "filter_activations", "maximize_activation", "deep_dream", "FourierImage", "OBJECTIVES"]
 
