@@ -19,8 +19,8 @@ from helpers.features import deep_dream, maximize_activation
 from helpers.gradients import integrated_gradients, quadrature, saliency, smooth_grad
 
 from .anchors import pytorch_grad_cam_map, torchcam_map
-from .limits import (accumulate, cam_maps, grad_cam_of, grad_cam_pp_of, input_gradients, layer_activations,
-                     layer_gradients, max_abs, objective_gradients, powers)
+from .limits import (accumulate, ascent_passes, cam_maps, grad_cam_of, grad_cam_pp_of, input_gradients,
+                     layer_activations, layer_gradients, max_abs, powers)
 from .naive import (naive_deep_dream, naive_integrated_gradients, naive_maximize_activation, naive_saliency,
                     naive_smooth_grad, naive_smooth_grad_cam_pp)
 from .workloads import Workload, generator
@@ -98,6 +98,15 @@ def cases_for(w: Workload, batch: int, plan: dict, anchors: dict) -> list[Case]:
 def same(out):
     """For a result already shaped like the helper's."""
     return out
+
+
+def first(out):
+    """For a pair whose first item is shaped like the helper's result."""
+    return out[0]
+
+
+def attributions(out):
+    return out.attributions
 
 
 # --------------------------------------------------------------------------- #
@@ -212,8 +221,8 @@ def smooth_grad_row(s: Setup):
 def integrated_gradients_row(s: Setup):
     m, x, t, batch, chunk = s.m, s.x, s.t, s.batch, s.chunk
 
-    def helper(n):
-        return integrated_gradients(m, x, t, steps=n, batch_size=chunk, progress=False).attributions
+    def helper(n, delta=False):  # like captum's default: no completeness delta unless asked for
+        return integrated_gradients(m, x, t, steps=n, batch_size=chunk, progress=False, delta=delta)
     cases = []
     for n in s.plan.get("ig", ()):
         alphas, weights = (torch.as_tensor(v, dtype=x.dtype, device=x.device) for v in quadrature("gauss-legendre", n))
@@ -225,16 +234,20 @@ def integrated_gradients_row(s: Setup):
         def limit(chunks=chunks):
             return x * accumulate(chunks, s.input_gradients, batch, 1)
 
-        def limit_and_delta(chunks=chunks):  # the helper also returns Σ IG − (S(x) − S(x′)): two more forward passes
+        def limit_and_delta(chunks=chunks):  # Σ IG − (S(x) − S(x′)) as well: two more forward passes
             attributions = limit(chunks)
             with torch.no_grad():
                 return attributions, target_scores(m(x), t) - target_scores(m(torch.zeros_like(x)), t)
-        variants = {"helper": lambda n=n: helper(n), "limit": limit, "limit+delta": limit_and_delta}
-        check = {"limit": same, "limit+delta": lambda out: out[0], "naive": same}
+        variants = {"helper": lambda n=n: helper(n), "limit": limit,
+                    "helper+delta": lambda n=n: helper(n, delta=True), "limit+delta": limit_and_delta}
+        check = {"helper": attributions, "limit": same, "helper+delta": attributions, "limit+delta": first,
+                 "naive": same}
         if s.captum:
-            variants["captum"] = lambda n=n: s.captum.IntegratedGradients(m).attribute(
-                x, target=t.tolist(), n_steps=n, method="gausslegendre", internal_batch_size=chunk)
-            check["captum"] = same
+            def captum_ig(n=n, delta=False):
+                return s.captum.IntegratedGradients(m).attribute(x, target=t.tolist(), n_steps=n, method="gausslegendre",
+                                                                 internal_batch_size=chunk, return_convergence_delta=delta)
+            variants["captum"], variants["captum+delta"] = captum_ig, lambda n=n: captum_ig(n, delta=True)
+            check["captum"], check["captum+delta"] = same, first
         variants["naive"] = lambda n=n: naive_integrated_gradients(m, x, t, n)
         cases.append(s.case("Integrated Gradients", f"{n} steps", variants, check))
     return cases + s.memory_cases("Integrated Gradients", helper)
@@ -245,9 +258,7 @@ def integrated_gradients_row(s: Setup):
 # end one forward pass to the layer for the objective the helpers return
 # --------------------------------------------------------------------------- #
 def ascent_limit(s: Setup, images, objective):
-    layer, iterations = s.workload.feature_layer, s.plan["ascent_steps"]
-    steps = [objective_gradients(s.m, images, layer, objective) for _ in range(iterations)]
-    return steps, objective(layer_activations(s.m, images, layer))
+    return ascent_passes(s.m, images, s.workload.feature_layer, objective, s.plan["ascent_steps"])
 
 
 @row
@@ -261,10 +272,15 @@ def activation_maximisation_row(s: Setup):
 
     def channel_objective(a):
         return a[torch.arange(s.batch), filters].flatten(1).mean(1)
+    def helper(**options):
+        return maximize_activation(s.m, layer, filters, value_range=s.workload.value_range, size=size,
+                                   iterations=iterations, generator=generator(), progress=False, **options)
+    # "helper": as a learner calls it, with the Fourier image, the random transforms and Adam, which the
+    # limit's passes leave out; "helper, pixels": without them, the same passes as the limit plus Adam
     return [s.case("activation maximisation", f"{layer}, {size}², {s.batch} filter(s), per step", {
-        "helper": lambda: maximize_activation(s.m, layer, filters, value_range=s.workload.value_range, size=size,
-                                              iterations=iterations, generator=generator(), progress=False),
+        "helper": helper,
         "limit": lambda: ascent_limit(s, start, channel_objective),
+        "helper, pixels": lambda: helper(parameterization="pixels", jitter=0, scale=0, rotate=0, clamp=False),
         "naive": lambda: naive_maximize_activation(s.m, layer, filters, start, iterations)}, steps=iterations)]
 
 

@@ -66,12 +66,21 @@ def input_gradients(model, x, target, image_index=None):
     return torch.autograd.grad(scores.sum(), x)[0]
 
 
-def objective_gradients(model, x, layer, objective):
-    """Forward stopping at ``layer``, backward from ``objective(A)`` down to the input."""
-    x = x.detach().requires_grad_()
-    with explaining(model), _at_layer(model, layer, stop=True) as box:
-        model(x)
-    return torch.autograd.grad(objective(box["a"]).sum(), x)[0]
+def ascent_passes(model, images, layer, objective, iterations):
+    """The passes of a gradient ascent on the input: per step a forward pass that stops at ``layer`` and a
+    backward pass from ``objective(A)`` down to the input, then one forward pass for the final objective.
+    The model is frozen once per call, as the helpers do (``explaining`` costs about 1 ms on Lite0: once
+    per step it would flatter the helpers by 4 % at 6 steps)."""
+    steps = []
+    with explaining(model):
+        for _ in range(iterations):
+            x = images.detach().requires_grad_()
+            with _at_layer(model, layer, stop=True) as box:
+                model(x)
+            steps.append(torch.autograd.grad(objective(box["a"]).sum(), x)[0])
+        with torch.no_grad(), _at_layer(model, layer, stop=True) as box:
+            model(images)
+    return steps, objective(box["a"])
 
 
 def accumulate(chunks, gradients_of, images, n):

@@ -85,6 +85,13 @@ def markdown(report: dict) -> str:
         mem = " / ".join("—" if memory.get(n) is None else f"{memory[n]:.0f}" for n in ("helper", "limit"))
         out.append(f"| {row['model']} | {row['batch']} | {row['method']} | {row['setting']} | {_ms(row['seconds']['helper'])} "
                    f"| {_ms(row['seconds']['limit'])} | {r['helper']:.2f} | {anchors} | {fastest} | {_ratio(r.get('naive'))} | {mem} |")
+    shown = {"helper", "limit", "naive", "helper ×5", *ANCHORS}
+    others = [f"- {row['model']} N={row['batch']} {row['method']} ({row['setting']}): "
+              + ", ".join(f"{n} ×{v:.2f}" for n, v in row["ratio_to_limit"].items() if n not in shown)
+              for row in report["results"] if set(row["ratio_to_limit"]) - shown]
+    if others:
+        out += ["", "Other variants, time ÷ limit time (`+delta`: with the completeness delta; `helper, pixels`: "
+                "activation maximisation without the Fourier image and the random transforms):", "", *others]
     if report["memory_only"]:
         out += ["", "Peak memory as the number of samples / steps grows (chunks of "
                 f"{report['plan']['chunk']} rows):", "", "| model | N | method | setting | peak MiB |", "|---|---|---|---|---:|"]
