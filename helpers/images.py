@@ -34,6 +34,7 @@ SAMPLES = {
     "flower": "flower.jpg",
     "mariachi": "mariachi.jpg",          # several objects, boxes in data/boxes.json
     "photographer": "photographer.png",  # several objects, boxes in data/boxes.json
+    "jaguars": "jaguars.webp",           # two of one class, boxes in data/boxes.json
 }
 BOXES_FILE = DATA_DIR / "boxes.json"
 MAX_PIXELS = 40_000_000  # ~ a 7000 × 5700 photo; larger files are refused before they are decoded
