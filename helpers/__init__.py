@@ -5,8 +5,8 @@ runs on the model's device.
 """
 from .layers import LayerInfo, explainable_layers, resolve_layer
 from .hooks import Recording, check_batch, explaining, model_device, record
-from .images import (DATA_DIR, ImageError, Preprocess, TopK, find_classes, imagenet_labels, load_image,
-                     sample_names, top_k)
+from .images import (DATA_DIR, BoxedObject, ImageError, Preprocess, TopK, boxed_sample_names, find_classes,
+                     imagenet_labels, load_boxes, load_image, sample_names, top_k)
 from .models import EfficientNetLite0, WeightsUnavailableError, available_models, load_model
 from .maps import normalize, upsample
 from .plot import as_array, draw_maps, overlay, show_grid, signed_scale
