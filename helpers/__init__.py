@@ -8,8 +8,8 @@ from .hooks import Recording, check_batch, explaining, model_device, record
 from .images import (DATA_DIR, BoxedObject, ImageError, Preprocess, TopK, boxed_sample_names, find_classes,
                      imagenet_labels, load_boxes, load_image, sample_names, top_k)
 from .models import EfficientNetLite0, WeightsUnavailableError, available_models, load_model
-from .maps import normalize, upsample
-from .plot import as_array, draw_maps, overlay, show_grid, signed_scale
+from .maps import box_shares, normalize, upsample
+from .plot import as_array, draw_boxes, draw_maps, overlay, show_grid, signed_scale
 from .targets import check_target, target_scores
 from .noise import default_batch_size, noise_sigma, noisy_chunks, seeded
 from .features import Ascent, FourierImage, deep_dream, filter_activations, maximize_activation

@@ -6,8 +6,8 @@ The gradient methods share one recipe; only step 3 differs between them:
 1. one forward pass records a layer's activations :math:`A` ``(N, C, h, w)`` and the logits;
 2. the gradients :math:`g = \partial S/\partial A` of the target scores, several targets per image
    from that same pass (:class:`LayerPass`);
-3. a channel weight :math:`w_k` per feature map;
-4. the map :math:`L = \mathrm{ReLU}(\sum_k w_k A_k)` at the layer's resolution.
+3. a channel weight :math:`\beta_k` per feature map (notebooks 01–03 keep :math:`w^c_k` for the linear head's weight);
+4. the map :math:`L = \mathrm{ReLU}(\sum_k \beta_k A^k)` at the layer's resolution.
 
 Maps come back raw, on the model's device: resizing and scaling for display are explicit steps
 (:func:`helpers.upsample`, :func:`helpers.normalize`).
@@ -124,12 +124,13 @@ def cam_head(model: nn.Module, x: torch.Tensor | None = None) -> CamHead:
 def cam(model: nn.Module, x: torch.Tensor, target: Target, layer=None) -> torch.Tensor:
     r"""Class activation map (Zhou et al., 2016) of a network whose head is GAP followed by a linear layer.
 
-    With feature maps :math:`A_k` (``Z = h·w`` positions) and the head's weights :math:`w^c_k`, bias :math:`b_c`,
+    With feature maps :math:`A^k` (``Z = h·w`` positions :math:`(i, j)`) and the head's weights :math:`w^c_k`,
+    bias :math:`b_c`,
 
-    .. math::  S_c = \sum_k w^c_k \frac{1}{Z}\sum_{x,y} A_k(x,y) + b_c
-                   = \frac{1}{Z}\sum_{x,y} M_c(x,y) + b_c, \qquad M_c(x,y) = \sum_k w^c_k A_k(x,y),
+    .. math::  S_c = \sum_k w^c_k \frac{1}{Z}\sum_{i,j} A^k_{ij} + b_c
+                   = \frac{1}{Z}\sum_{i,j} M^c_{ij} + b_c, \qquad M^c_{ij} = \sum_k w^c_k A^k_{ij},
 
-    so the map's mean plus the bias *is* the logit. Returns :math:`M_c`, ``(N, h, w)`` (or ``(N, K, h, w)``
+    so the map's mean plus the bias *is* the logit. Returns :math:`M^c`, ``(N, h, w)`` (or ``(N, K, h, w)``
     for a grid of K classes per image), raw: it can be negative. ``layer`` is found automatically (the
     map the head reads); naming another layer is an error, because only that one has this identity.
     Models without such a head raise :class:`CamHeadError` — use :func:`grad_cam` for them.
@@ -255,10 +256,11 @@ def grad_cam(model: nn.Module, x: torch.Tensor, target: Target, layer, *, relu: 
              counterfactual: bool = False, neurons=None) -> torch.Tensor:
     r"""Grad-CAM (Selvaraju et al., 2017): feature maps weighted by their spatially averaged gradient.
 
-    .. math::  w^c_k = \frac{1}{Z}\sum_{i,j}\frac{\partial S_c}{\partial A^k_{ij}}, \qquad
-               L^c = \mathrm{ReLU}\Big(\sum_k w^c_k A^k\Big)
+    .. math::  \beta^c_k = \frac{1}{Z}\sum_{i,j}\frac{\partial S_c}{\partial A^k_{ij}}, \qquad
+               L^c = \mathrm{ReLU}\Big(\sum_k \beta^c_k A^k\Big)
 
-    Works on any layer of any differentiable model. ``counterfactual=True`` uses :math:`-w^c_k`: the regions
+    (the paper's :math:`\alpha^c_k`). Works on any layer of any differentiable model. ``counterfactual=True``
+    uses :math:`-\beta^c_k`: the regions
     whose removal would raise the score ("what speaks against class c"). ``relu=False`` returns the map
     before the ReLU (captum's ``LayerGradCam`` default). ``neurons`` keeps only those feature maps
     (channel indices or a boolean mask). Returns ``(N, h, w)``, or ``(N, K, h, w)`` for a grid target.
@@ -279,8 +281,10 @@ def grad_cam_pp(model: nn.Module, x: torch.Tensor, target: Target, layer, *, rel
 
     .. math::  \alpha^{kc}_{ij} = \frac{g_{ij}^2}{2 g_{ij}^2 + \sum_{a,b} A^k_{ab}\, g_{ij}^3}
                \;(0 \text{ where the denominator is } 0), \qquad
-               w^c_k = \sum_{i,j} \alpha^{kc}_{ij}\,\mathrm{ReLU}(g_{ij}), \qquad
-               L^c = \mathrm{ReLU}\Big(\sum_k w^c_k A^k\Big).
+               \beta^c_k = \sum_{i,j} \alpha^{kc}_{ij}\,\mathrm{ReLU}(g_{ij}), \qquad
+               L^c = \mathrm{ReLU}\Big(\sum_k \beta^c_k A^k\Big)
+
+    (the paper writes :math:`w^c_k` for :math:`\beta^c_k`).
 
     No epsilon is added to the denominator, so small gradients keep their exact weights. The common
     positive factor :math:`e^{S_c}` of the weights is left out (it would overflow for large logits and
@@ -304,13 +308,15 @@ def smooth_grad_cam_pp(model: nn.Module, x: torch.Tensor, target: Target, layer,
 
     .. math::  D_p = \frac{1}{n}\sum_{s=1}^{n} g_s^{\,p}\;(p = 1, 2, 3), \qquad
                \alpha_{ij} = \frac{D_2}{2 D_2 + \sum_{a,b} A_{ab}\, D_3}, \qquad
-               w_k = \sum_{i,j}\alpha_{ij}\,\mathrm{ReLU}(D_1), \qquad
-               L = \mathrm{ReLU}\Big(\sum_{k \in \text{neurons}} w_k A^k\Big)
+               \beta_k = \sum_{i,j}\alpha_{ij}\,\mathrm{ReLU}(D_1), \qquad
+               L = \mathrm{ReLU}\Big(\sum_{k \in \text{neurons}} \beta_k A^k\Big)
 
     where :math:`A` is the clean image's activation, the map being explained. ``neurons`` keeps only the
     chosen feature maps (the paper's "choosing neurons"). The copies go through the model ``batch_size`` at
     a time (:func:`helpers.noisy_chunks`; ``None``: 8 on a CPU, 32 on a GPU); a CPU ``generator`` makes them
-    reproducible whatever the chunking. ``noise_level=0`` gives :func:`grad_cam_pp` exactly.
+    reproducible whatever the chunking. ``noise_level=0`` gives :func:`grad_cam_pp` exactly. Every copy
+    counts equally: the per-copy factor :math:`e^{S_s}` of the derivatives of :math:`e^{S}` is dropped
+    (notebook 03, section 4, measures what that changes).
 
     >>> smooth_grad_cam_pp(model, x, 285, "head.act", samples=8, generator=torch.Generator().manual_seed(0))
     """

@@ -6,7 +6,7 @@ import torch
 
 from .maps import normalize, upsample
 
-__all__ = ["as_array", "draw_maps", "overlay", "show_grid", "signed_scale"]
+__all__ = ["as_array", "draw_boxes", "draw_maps", "overlay", "show_grid", "signed_scale"]
 
 
 def as_array(picture) -> np.ndarray:
@@ -101,3 +101,15 @@ def draw_maps(panels, title: str | None = None, size: float = 2.6):
 def signed_scale(maps: torch.Tensor) -> torch.Tensor:
     """Signed maps to [−1, 1]: |m| scaled by its 99th percentile and clipped, the sign kept."""
     return maps.sign() * normalize(maps, "percentile")
+
+
+def draw_boxes(ax, boxes, color: str = "white"):
+    """Outline boxes ``(x0, y0, x1, y1)`` (or :class:`helpers.BoxedObject`, labelled) on an image axis."""
+    import matplotlib.pyplot as plt
+
+    for box in boxes:
+        x0, y0, x1, y1 = getattr(box, "box", box)
+        ax.add_patch(plt.Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, edgecolor=color, linewidth=1))
+        if hasattr(box, "label"):
+            ax.text(x0, y0 - 2, box.label, color=color, fontsize=7, va="bottom")
+    return ax

@@ -26,6 +26,12 @@ def test_cam_explorer_shows_the_identity_for_every_class(lite0):
     logit = float(explorer.logits[0, 967])
     assert abs(float(explorer.result.mean() + model.fc.bias.detach()[967]) - logit) < 1e-4
     assert f"{logit:.3f}" in explorer.status.value
+    bias = model.fc.bias.detach()
+    for c in (int(bias.argmin()), int(bias.argmax())):             # a negative and a positive bias
+        explorer.classes.value = c
+        shown = f"{'−' if bias[c] < 0 else '+'} {abs(float(bias[c])):.3f} ="
+        assert shown in explorer.status.value and "+ -" not in explorer.status.value
+    explorer.classes.value = 967
     explorer.picker.dropdown.value = "coffee"
     assert explorer.classes.value == 967 and "espresso" in explorer.classes.top.label
 

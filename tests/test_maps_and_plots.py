@@ -42,3 +42,33 @@ def test_overlay_and_grid_draw_every_panel():
     plt.close("all")
     with pytest.raises(ValueError, match="titles"):
         show_grid([image], titles=["a", "b"])
+
+
+def test_box_shares_count_the_pixels_whose_centres_lie_in_the_box():
+    from helpers import BoxedObject, box_shares
+
+    flat = torch.ones(1, 7, 7)                                   # a constant map: shares are area shares
+    boxes = [(0, 0, 112, 112), (112, 0, 224, 224), (10.4, 10.6, 20.4, 20.6)]
+    shares = box_shares(flat, boxes, 224)
+    assert shares.shape == (1, 3)
+    assert torch.allclose(shares[0], torch.tensor([0.25, 0.5, 100 / 224 ** 2]), atol=1e-6)
+    grid = torch.zeros(2, 3, 4, 4)                               # leading dimensions are kept
+    grid[1, 2, 0, 0] = 1.0
+    shares = box_shares(grid, [BoxedObject("corner", (1,), (0, 0, 2, 2))], 4, power=2)
+    assert shares.shape == (2, 3, 1) and shares[1, 2, 0] == 1 and shares[0, 0, 0] == 0   # all-zero map: 0
+    with pytest.raises(ValueError, match="non-negative"):
+        box_shares(-flat, boxes, 224)
+    assert torch.allclose(box_shares(-flat, boxes[:1], 224, power=2), torch.tensor([[0.25]]))
+    with pytest.raises(ValueError, match="x0 < x1"):
+        box_shares(flat, [(5, 0, 5, 10)], 224)
+
+
+def test_draw_boxes_outlines_and_labels():
+    from helpers import BoxedObject, draw_boxes
+
+    fig, ax = plt.subplots()
+    ax.imshow(np.zeros((10, 10)))
+    draw_boxes(ax, [(1, 2, 5, 6), BoxedObject("cup", (968,), (0, 0, 3, 3))])
+    assert len(ax.patches) == 2 and [t.get_text() for t in ax.texts] == ["cup"]
+    assert ax.patches[0].get_xy() == (0.5, 1.5) and ax.patches[0].get_width() == 4
+    plt.close(fig)

@@ -110,7 +110,9 @@ class CamExplorer(_CamFamilyExplorer):
     def describe(self, maps):
         c = self.classes.value
         mean, bias = float(maps.mean()), float(self.bias[c])
-        return (f"S<sub>c</sub> = mean(M<sub>c</sub>) + b<sub>c</sub> = {mean:.3f} + {bias:.3f} = {mean + bias:.3f}; "
+        sign = "−" if bias < 0 else "+"                      # "8.864 − 0.004", never "8.864 + -0.004"
+        return (f"S<sub>c</sub> = mean(M<sub>c</sub>) + b<sub>c</sub> = {mean:.3f} {sign} {abs(bias):.3f} "
+                f"= {mean + bias:.3f}; "
                 f"the model's logit: {float(self.logits[0, c]):.3f}")
 
 
