@@ -468,7 +468,8 @@ def check_integrated_gradients(my_integrated_gradients: Callable) -> None:
 
 
 def check_expected_gradients(expected_gradients: Callable) -> None:
-    """Exercise 07.3: ``expected_gradients(model, x, c, baselines, n)``: IG averaged over the baselines."""
+    """Exercise 07.3: ``expected_gradients(model, x, c, baselines, n)``: IG averaged over the baselines
+    (in the notebook: the other bundled photos, as Expected Gradients draws them from the data)."""
 
     def draw():
         net, x, c, _ = _gradient_case()

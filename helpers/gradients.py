@@ -233,8 +233,9 @@ def make_baselines(x: torch.Tensor, baseline="zeros", samples: int = 1, value_ra
       the mean colour, not black);
     - ``"black"``: the lowest valid value of each channel, ``value_range[0]``;
     - ``"blur"``: the image under a Gaussian blur of ``blur_sigma`` pixels (Sturmfels et al., 2020);
-    - ``"uniform"``: uniform noise in ``value_range``; ``samples`` > 1 draws several, and averaging
-      IG over them approximates Expected Gradients (Erion et al., 2021);
+    - ``"uniform"``: uniform noise in ``value_range``; ``samples`` > 1 draws several and IG is averaged
+      over them (noise baselines, Sturmfels et al., 2020). Expected Gradients (Erion et al., 2021)
+      draws its baselines from the data instead: pass other images as a tensor;
     - a tensor ``(C, H, W)`` (for every image), ``(N, C, H, W)`` (one per image) or ``(N, B, C, H, W)``.
 
     ``value_range`` is ``(low, high)`` per channel, e.g. ``preprocess.value_range``.

@@ -77,24 +77,28 @@ def show_grid(panels, titles=None, ncols: int = 4, size: float = 2.6, cmap: str 
     return fig
 
 
-def draw_maps(panels, title: str | None = None, size: float = 2.6):
+def draw_maps(panels, title: str | None = None, size: float = 2.6, colorbar: str | None = None):
     """One row of ``(title, picture)`` panels: RGB images as they are, 2-D maps already scaled — maps
-    with negative values to [−1, 1] (drawn with "coolwarm", zero white), others to [0, 1] ("inferno")."""
+    with negative values to [−1, 1] (drawn with "coolwarm", zero white), others to [0, 1] ("inferno").
+    ``colorbar``: a label; one colourbar with that label is drawn beside the row, for the last map."""
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(panels), figsize=(size * len(panels), size + 0.3), squeeze=False)
+    shown = None
     for ax, (name, picture) in zip(axes[0], panels):
         picture = as_array(picture)
         if picture.ndim == 3:
             ax.imshow(picture)
         else:
             signed = picture.min() < 0
-            ax.imshow(picture, cmap="coolwarm" if signed else "inferno", vmin=-1 if signed else 0, vmax=1)
+            shown = ax.imshow(picture, cmap="coolwarm" if signed else "inferno", vmin=-1 if signed else 0, vmax=1)
         ax.set_title(name, fontsize=9)
         ax.set_axis_off()
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
+    if colorbar and shown is not None:
+        fig.colorbar(shown, ax=list(axes[0]), fraction=0.025, pad=0.01).set_label(colorbar, fontsize=8)
     return fig
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import normalize, overlay, show_grid, upsample
+from helpers import draw_maps, normalize, overlay, show_grid, upsample
 
 
 def test_minmax_max_and_percentile():
@@ -42,6 +42,16 @@ def test_overlay_and_grid_draw_every_panel():
     plt.close("all")
     with pytest.raises(ValueError, match="titles"):
         show_grid([image], titles=["a", "b"])
+
+
+def test_draw_maps_labels_one_colour_bar_beside_the_row():
+    signed = torch.linspace(-1, 1, 16).view(4, 4)
+    fig = draw_maps([("photo", np.zeros((4, 4, 3))), ("map", signed)], colorbar="IG ÷ 99th percentile")
+    bar = fig.axes[-1]
+    assert len(fig.axes) == 3 and bar.get_ylabel() == "IG ÷ 99th percentile"
+    assert fig.axes[1].get_images()[0].get_clim() == (-1, 1)
+    assert len(draw_maps([("map", signed)]).axes) == 1          # no label, no colour bar
+    plt.close("all")
 
 
 def test_box_shares_count_the_pixels_whose_centres_lie_in_the_box():
