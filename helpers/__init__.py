@@ -19,3 +19,4 @@ from .cam import (CamHead, CamHeadError, LayerPass, cam, cam_head, grad_cam, gra
                   guided_relus, smooth_grad_cam_pp)
 from .evaluate import Curve, deletion, insertion, metric_baseline, perturbation_curve, pixel_ranks, random_maps
 from .evaluate_sanity import CascadeResult, cascade_layers, map_similarity, randomisation_cascade
+from .evaluate_pointing import PointingResult, box_masks, energy_pointing_game, pointing_game
