@@ -20,3 +20,4 @@ from .cam import (CamHead, CamHeadError, LayerPass, cam, cam_head, grad_cam, gra
 from .evaluate import Curve, deletion, insertion, metric_baseline, perturbation_curve, pixel_ranks, random_maps
 from .evaluate_sanity import CascadeResult, cascade_layers, map_similarity, randomisation_cascade
 from .evaluate_pointing import PointingResult, box_masks, energy_pointing_game, pointing_game
+from .evaluate_compare import LAYER_METHODS, METHODS, Scores, method_maps, score_maps
