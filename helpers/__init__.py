@@ -3,8 +3,8 @@
 Every explanation method lives in one module and reads like its formula; everything is batched and
 runs on the model's device.
 """
-from .images import (DATA_DIR, ImageError, Preprocess, TopK, find_classes, imagenet_labels, load_image,
-                     sample_names, top_k)
+from .images import (DATA_DIR, BoxedObject, ImageError, Preprocess, TopK, boxed_sample_names, find_classes,
+                     imagenet_labels, load_boxes, load_image, sample_names, top_k)
 from .models import (EfficientNetLite0, LayerInfo, WeightsUnavailableError, available_models,
                      explainable_layers, load_model, resolve_layer)
 from .hooks import Recording, check_batch, explaining, model_device, record

@@ -4,12 +4,15 @@
 >>> x = preprocess(image)                         # (1, 3, 224, 224), normalised for the model
 >>> preprocess.to_image(x)[0].shape               # back to an RGB array in [0, 1]
 (224, 224, 3)
+>>> [o.label for o in load_boxes("mariachi")]    # hand-drawn boxes of a multi-object photo
+['violin', 'trumpet', 'trumpet']
 """
 from __future__ import annotations
 
 import io
+import json
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -19,7 +22,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 __all__ = [
     "DATA_DIR", "SAMPLES", "sample_names", "load_image", "Preprocess", "imagenet_labels",
-    "find_classes", "top_k", "TopK", "ImageError",
+    "find_classes", "top_k", "TopK", "ImageError", "BoxedObject", "load_boxes", "boxed_sample_names",
 ]
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
@@ -29,7 +32,11 @@ SAMPLES = {
     "astronaut": "astronaut.png",
     "rocket": "rocket.jpg",
     "flower": "flower.jpg",
+    "mariachi": "mariachi.jpg",          # several objects, boxes in data/boxes.json
+    "photographer": "photographer.png",  # several objects, boxes in data/boxes.json
+    "jaguars": "jaguars.webp",           # two of one class, boxes in data/boxes.json
 }
+BOXES_FILE = DATA_DIR / "boxes.json"
 MAX_PIXELS = 40_000_000  # ~ a 7000 × 5700 photo; larger files are refused before they are decoded
 
 
@@ -143,11 +150,37 @@ class Preprocess:
 
     def crop(self, image) -> Image.Image:
         image = load_image(image)
-        scale = self.size / min(image.size)
-        w, h = max(self.size, round(image.width * scale)), max(self.size, round(image.height * scale))
+        w, h, left, top = self._layout(*image.size)
         image = image.resize((w, h), Image.BICUBIC)
-        left, top = (w - self.size) // 2, (h - self.size) // 2
         return image.crop((left, top, left + self.size, top + self.size))
+
+    def _layout(self, width: int, height: int) -> tuple[int, int, int, int]:
+        """Resized ``(w, h)`` of a ``width × height`` photo and the crop's ``(left, top)`` in it."""
+        scale = self.size / min(width, height)
+        w, h = max(self.size, round(width * scale)), max(self.size, round(height * scale))
+        return w, h, (w - self.size) // 2, (h - self.size) // 2
+
+    def map_boxes(self, objects, image_size: tuple[int, int]) -> list[BoxedObject]:
+        """Boxes on a ``(width, height)`` photo → boxes on the ``size × size`` image the model sees.
+
+        The same resize and centre crop as :meth:`crop`: a box partly outside the crop is clipped to
+        it; one wholly outside is dropped, with a warning that names it.
+        """
+        width, height = image_size
+        w, h, left, top = self._layout(width, height)
+        sx, sy = w / width, h / height
+        kept = []
+        for obj in objects:
+            x0, y0, x1, y1 = obj.box
+            box = tuple(float(min(max(value, 0), self.size))
+                        for value in (x0 * sx - left, y0 * sy - top, x1 * sx - left, y1 * sy - top))
+            if box[2] <= box[0] or box[3] <= box[1]:
+                warnings.warn(f"the {obj.label!r} box {list(obj.box)} lies wholly outside the "
+                              f"{self.size}×{self.size} centre crop of a {width}×{height} photo: dropped",
+                              stacklevel=2)
+                continue
+            kept.append(replace(obj, box=box))
+        return kept
 
     def __call__(self, images, device=None) -> torch.Tensor:
         if isinstance(images, (list, tuple)):
@@ -177,6 +210,74 @@ class Preprocess:
     @staticmethod
     def _stat(values, like):
         return torch.tensor(values, dtype=like.dtype, device=like.device).view(-1, 1, 1)
+
+
+# --------------------------------------------------------------------------- #
+# Hand-drawn boxes of photos with several objects (pointing game, class-specific maps)
+# --------------------------------------------------------------------------- #
+@dataclass(frozen=True)
+class BoxedObject:
+    """One object of a photo: a plain label, the ImageNet classes it stands for, and its box.
+
+    ``box`` is ``(x0, y0, x1, y1)`` in pixels, ``x`` to the right and ``y`` down; pixel column ``j``
+    spans ``[j, j + 1)``, so the box covers columns ``x0 … x1 - 1`` when the values are whole numbers.
+    """
+
+    label: str
+    classes: tuple[int, ...]
+    box: tuple[float, float, float, float]
+
+
+def boxed_sample_names() -> list[str]:
+    """The bundled photos that have hand-drawn boxes."""
+    return list(_read_box_file())
+
+
+def load_boxes(name: str, preprocess: Preprocess | None = None) -> list[BoxedObject]:
+    """The hand-drawn boxes of the bundled photo ``name`` (from ``data/boxes.json``).
+
+    In pixels of the stored photo, or, with ``preprocess``, of the image the model sees
+    (see :meth:`Preprocess.map_boxes`: clipped to the centre crop, dropped with a warning if outside).
+    """
+    annotations = _read_box_file()
+    if name not in annotations:
+        raise ValueError(f"no boxes for {name!r}: the photos with boxes are {', '.join(annotations)}")
+    if name not in SAMPLES:
+        raise ValueError(f"{BOXES_FILE.name} has boxes for {name!r}, which is not a bundled photo "
+                         f"({', '.join(SAMPLES)}): add it to SAMPLES")
+    size = load_image(name).size
+    objects = [_boxed_object(raw, size, f"{BOXES_FILE.name}: {name!r} object {i}")
+               for i, raw in enumerate(annotations[name])]
+    return preprocess.map_boxes(objects, size) if preprocess is not None else objects
+
+
+def _read_box_file() -> dict:
+    annotations = json.loads(BOXES_FILE.read_text())
+    if not isinstance(annotations, dict) or not all(isinstance(v, list) and v for v in annotations.values()):
+        raise ValueError(f"{BOXES_FILE} must map each photo's name to a non-empty list of objects")
+    return annotations
+
+
+def _boxed_object(raw, size: tuple[int, int], where: str) -> BoxedObject:
+    if not isinstance(raw, dict) or set(raw) != {"label", "classes", "box"}:
+        raise ValueError(f"{where}: expected exactly the keys 'label', 'classes' and 'box', got {raw!r}")
+    label, classes, box = raw["label"], raw["classes"], raw["box"]
+    if not isinstance(label, str) or not label.strip():
+        raise ValueError(f"{where}: 'label' must be a non-empty string, got {label!r}")
+    if (not isinstance(classes, list) or not classes
+            or not all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c < 1000 for c in classes)):
+        raise ValueError(f"{where} ({label}): 'classes' must be a non-empty list of ImageNet indices 0-999, "
+                         f"got {classes!r}")
+    if (not isinstance(box, list) or len(box) != 4
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in box)):
+        raise ValueError(f"{where} ({label}): 'box' must be [x0, y0, x1, y1] in pixels, got {box!r}")
+    x0, y0, x1, y1 = box
+    if x1 <= x0 or y1 <= y0:
+        raise ValueError(f"{where} ({label}): box {box} is empty or reversed: need x0 < x1 and y0 < y1")
+    width, height = size
+    if x0 < 0 or y0 < 0 or x1 > width or y1 > height:
+        raise ValueError(f"{where} ({label}): box {box} reaches outside the {width}×{height} photo")
+    return BoxedObject(label, tuple(classes), tuple(box))
 
 
 # --------------------------------------------------------------------------- #
