@@ -2,8 +2,9 @@ r"""Does the map point at the object? The pointing game (Zhang et al., "Top-down
 Excitation Backprop", 2016) and its energy-based form (Wang et al., Score-CAM, 2020).
 
 Both need to know where the objects are: boxes drawn by hand, ``(left, top, right, bottom)`` in
-pixels of the image the map covers (the model's 224 × 224 crop), right and bottom exclusive, so a
-box covers the pixels ``left ≤ column < right``, ``top ≤ row < bottom``. A class may have several
+pixels of the image the map covers (the model's 224 × 224 crop; ``helpers.load_boxes(name, preprocess)``
+maps the bundled photos' boxes there). Pixel column ``j`` spans ``[j, j + 1)``; a box covers the pixels whose
+centre lies in it, ``left ≤ j + ½ < right`` (and likewise for rows). A class may have several
 boxes; a hit on any of them counts.
 
 - **Pointing game**: a hit when the map's maximum lies in a box of the class, or within
@@ -49,12 +50,15 @@ def _check_maps(maps) -> torch.Tensor:
 
 def check_boxes(boxes: Sequence, size, count: int | None = None) -> list[torch.Tensor]:
     """``boxes`` as one float tensor ``(B, 4)`` per image, every box inside an image of ``size`` ``(H, W)``
-    and not empty, or a clear error naming the box. One box ``(4,)`` or a list of boxes per image."""
+    and not empty, or a clear error naming the box. Per image: one box ``(4,)``, a list of boxes, or a list of
+    :class:`helpers.BoxedObject` (what :func:`helpers.load_boxes` returns)."""
     height, width = size
     if count is not None and len(boxes) != count:
         raise ValueError(f"{len(boxes)} sets of boxes for {count} map(s): give one list of boxes per image")
     checked = []
     for n, image_boxes in enumerate(boxes):
+        if not isinstance(image_boxes, torch.Tensor) and len(image_boxes) and hasattr(image_boxes[0], "box"):
+            image_boxes = [obj.box for obj in image_boxes]  # helpers.load_boxes' objects
         box = torch.as_tensor(image_boxes, dtype=torch.float64)
         box = box[None] if box.ndim == 1 else box
         if box.ndim != 2 or box.shape[1] != 4 or len(box) == 0:
@@ -77,7 +81,8 @@ def box_masks(boxes: Sequence, size) -> torch.Tensor:
     masks = []
     for box in check_boxes(boxes, size):
         left, top, right, bottom = (box[:, i, None, None] for i in range(4))
-        inside = (rows[:, None] >= top) & (rows[:, None] < bottom) & (columns >= left) & (columns < right)
+        inside = ((rows[:, None] + 0.5 >= top) & (rows[:, None] + 0.5 < bottom)  # pixel centres, as the game's points
+                  & (columns + 0.5 >= left) & (columns + 0.5 < right))
         masks.append(inside.any(0))
     return torch.stack(masks)
 

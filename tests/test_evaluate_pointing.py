@@ -4,6 +4,7 @@ import math
 import pytest
 import torch
 
+from helpers import BoxedObject, boxed_sample_names, load_boxes
 from helpers.evaluate_pointing import box_masks, energy_pointing_game, pointing_game
 
 
@@ -20,6 +21,16 @@ def test_a_peak_inside_near_and_far_from_the_box():
     assert pointing_game(maps, [box] * 3, tolerance=6).hits.tolist() == [True, True, False]
     two_boxes = [[(0, 0, 5, 5), (45, 35, 50, 40)]]    # several boxes of the class: any of them counts
     assert pointing_game(maps[2:], two_boxes, tolerance=0).hits.tolist() == [True]
+    objects = [[BoxedObject("thing", (1,), (45, 35, 50, 40))]]
+    assert pointing_game(maps[2:], objects, tolerance=0).hits.tolist() == [True]
+
+
+def test_the_bundled_boxes_fit_the_image_the_model_sees(lite0):
+    _, preprocess = lite0
+    for name in boxed_sample_names():
+        boxes = load_boxes(name, preprocess)
+        masks = box_masks([boxes], (224, 224))
+        assert masks.any() and not masks.all(), name
 
 
 def test_ties_point_at_the_first_maximum_in_reading_order():
