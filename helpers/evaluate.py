@@ -96,7 +96,8 @@ def pixel_ranks(maps: torch.Tensor, order: str = "most") -> torch.Tensor:
 def stage_counts(pixels: int, steps: int) -> torch.Tensor:
     """How many pixels are changed at stages 0, 1, …, ``steps``: ``round(k · pixels / steps)``, ``(steps + 1,)``."""
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a whole number ≥ 1 (stages between the photo and the baseline), got {steps!r}")
+        raise ValueError(f"steps must be a whole number ≥ 1 (stages between the photo and the baseline), "
+                         f"got {steps!r}")
     return torch.div(torch.arange(steps + 1, dtype=torch.long) * pixels * 2 + steps, 2 * steps, rounding_mode="floor")
 
 

@@ -57,8 +57,9 @@ def _has_parameters(module: nn.Module) -> bool:
 
 def cascade_layers(model: nn.Module, x: torch.Tensor) -> list[str]:
     """The layer groups the cascade re-initialises, **last to run first**: the model's children that hold
-    parameters, with plain containers (``nn.Sequential``, ``nn.ModuleList``, ``nn.ModuleDict`` themselves, not subclasses) opened one level, ordered by when
-    they run in a forward pass of ``x[:1]`` (for Lite0: ``fc``, ``head``, ``blocks.15`` … ``blocks.0``, ``stem``)."""
+    parameters, with plain containers (``nn.Sequential``, ``nn.ModuleList``, ``nn.ModuleDict`` themselves, not
+    subclasses) opened one level, ordered by when they run in a forward pass of ``x[:1]``
+    (for Lite0: ``fc``, ``head``, ``blocks.15`` … ``blocks.0``, ``stem``)."""
     groups = []
     for name, child in model.named_children():
         if type(child) in _CONTAINERS:  # plain containers only: a Sequential subclass (conv-bn-act) is one layer

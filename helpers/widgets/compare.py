@@ -102,7 +102,8 @@ class ComparisonExplorer(_CamFamilyExplorer):
             scores, heat = result["scores"][name], result["maps"][name]
             fine = heat.shape[-2:] == self.x.shape[-2:]  # pixel maps: a few extreme pixels would wash out min–max
             overlay(self.crop, heat.abs() if fine else heat, ax=ax, scale="percentile" if fine else "minmax",
-                    title=f"{name}\ndeletion {scores.deletion.auc.item():.3f} · insertion {scores.insertion.auc.item():.3f}")
+                    title=f"{name}\ndeletion {scores.deletion.auc.item():.3f} · "
+                          f"insertion {scores.insertion.auc.item():.3f}")
         for ax, kind, better in [(axes[9], "deletion", "lower"), (axes[10], "insertion", "higher")]:
             for name, scores in result["scores"].items():
                 curve = getattr(scores, kind)
