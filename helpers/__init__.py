@@ -3,11 +3,11 @@
 Every explanation method lives in one module and reads like its formula; everything is batched and
 runs on the model's device.
 """
+from .layers import LayerInfo, explainable_layers, resolve_layer
+from .hooks import Recording, check_batch, explaining, model_device, record
 from .images import (DATA_DIR, BoxedObject, ImageError, Preprocess, TopK, boxed_sample_names, find_classes,
                      imagenet_labels, load_boxes, load_image, sample_names, top_k)
-from .models import (EfficientNetLite0, LayerInfo, WeightsUnavailableError, available_models,
-                     explainable_layers, load_model, resolve_layer)
-from .hooks import Recording, check_batch, explaining, model_device, record
+from .models import EfficientNetLite0, WeightsUnavailableError, available_models, load_model
 from .maps import normalize, upsample
 from .plot import as_array, draw_maps, overlay, show_grid, signed_scale
 from .targets import check_target, target_scores

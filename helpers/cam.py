@@ -32,7 +32,7 @@ from torch import nn
 from .gradients import input_gradients
 from .hooks import check_batch, explaining, record
 from .maps import upsample
-from .models import resolve_layer
+from .layers import resolve_layer
 from .noise import noisy_chunks
 from .targets import Target, check_target, target_scores
 

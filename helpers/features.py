@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .hooks import check_batch, explaining, model_device, record
-from .models import resolve_layer
+from .layers import resolve_layer
 
 __all__ = ["Ascent", "filter_activations", "maximize_activation", "deep_dream", "FourierImage", "OBJECTIVES"]
 
@@ -294,8 +294,9 @@ def _layer_output(model, layer):
     """Yield ``(forward, name)``: ``forward(x)`` returns ``layer``'s output for ``x``, attached to the graph.
 
     Inside, the model is in eval mode with frozen parameters, and every pass after the first stops at the
-    layer (the first runs in full, so that :func:`record` can check that the layer runs once per pass).
-    All hooks are removed on exit, also when the body raises.
+    layer. The first runs to the end, so that :func:`record` can check that the layer runs once per pass,
+    but without autograd after the layer: nothing there is differentiated, and recording it cost 4–5 %
+    of a 6-step ascent. All hooks are removed on exit, also when the body raises.
     """
     with explaining(model), record(model, layer) as rec:
         checked = False
@@ -303,15 +304,19 @@ def _layer_output(model, layer):
         def stop(_module, _inputs, _output):
             if checked:
                 raise _LayerReached
+            torch.set_grad_enabled(False)  # the rest of the first pass; forward() switches it back
 
         handle = rec.module.register_forward_hook(stop)
 
         def forward(x):
             nonlocal checked
+            grad_mode = torch.is_grad_enabled()
             try:
                 model(x)
             except _LayerReached:
                 pass
+            finally:
+                torch.set_grad_enabled(grad_mode)
             checked = True
             return rec.activations
 

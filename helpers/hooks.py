@@ -19,7 +19,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from .models import resolve_layer
+from .layers import resolve_layer
 
 __all__ = ["record", "Recording", "explaining", "model_device", "check_batch"]
 

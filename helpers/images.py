@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .hooks import explaining
+
 __all__ = [
     "DATA_DIR", "SAMPLES", "sample_names", "load_image", "Preprocess", "imagenet_labels",
     "find_classes", "top_k", "TopK", "ImageError", "BoxedObject", "load_boxes", "boxed_sample_names",
@@ -328,8 +330,6 @@ class TopK:
 
 def top_k(model: torch.nn.Module, x: torch.Tensor, k: int = 5) -> TopK:
     """The model's ``k`` most probable ImageNet classes for each image in the batch ``x``."""
-    from .hooks import explaining
-
     with explaining(model), torch.no_grad():
         probabilities = model(x).softmax(dim=-1)
     values, indices = probabilities.topk(k, dim=-1)

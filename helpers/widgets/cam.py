@@ -18,7 +18,7 @@ from ..cam import LayerPass, cam, cam_head, guided_backprop, smooth_grad_cam_pp
 from ..hooks import explaining
 from ..images import imagenet_labels
 from ..maps import upsample
-from ..models import explainable_layers
+from ..layers import explainable_layers
 from ..plot import overlay, signed_scale
 from .common import ClassMapExplorer
 

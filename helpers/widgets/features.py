@@ -8,7 +8,7 @@ import torch
 
 from ..features import filter_activations, maximize_activation
 from ..hooks import model_device
-from ..models import explainable_layers
+from ..layers import explainable_layers
 from ..plot import overlay
 from .common import Explorer, ImagePicker, figure_png
 
