@@ -137,7 +137,9 @@ def perturbed_images(x, maps, steps, baselines=("zeros", "blur")):
 def class_probabilities(model, images, target, steps, chunk):
     """The forward passes of both curves, ``chunk`` rows at a time: ``(2, N, steps + 1)`` probabilities."""
     image = torch.arange(images.shape[1], device=images.device) // (steps + 1)
+
+    def curve(rows):
+        return torch.cat([model(rows[s:s + chunk]).softmax(-1).gather(1, target[image[s:s + chunk], None])[:, 0]
+                          for s in range(0, len(rows), chunk)]).double().view(-1, steps + 1)
     with explaining(model), torch.no_grad():
-        return torch.stack([torch.cat([model(rows[s:s + chunk]).softmax(-1).gather(
-            1, target[image[s:s + chunk], None])[:, 0].double() for s in range(0, len(rows), chunk)]).view(-1, steps + 1)
-            for rows in images])
+        return torch.stack([curve(rows) for rows in images])
