@@ -18,7 +18,7 @@ from helpers import noise_sigma, noisy_chunks, resolve_layer, target_scores
 from helpers import upsample
 from helpers.cam import _grad_cam_pp_weights, grad_cam, grad_cam_pp, smooth_grad_cam_pp
 from helpers.evaluate import CURVES, perturbation_curve
-from helpers.evaluate_sanity import cascade_layers, randomisation_cascade, randomise
+from helpers.evaluate_sanity import cascade_layers, map_similarity, randomisation_cascade, randomise
 from helpers.features import deep_dream, maximize_activation
 from helpers.gradients import integrated_gradients, quadrature, saliency, smooth_grad
 
@@ -338,10 +338,18 @@ def randomisation_cascade_row(s: Setup):
 
     def explain(model, images, target):
         return grad_cam(model, images, target, layer)
+
+    def limit():
+        return torch.stack([grad_cam_of(layer_gradients(model, x, t, layer))[:, 0] for model in [m, *randomised]])
+
+    def limit_and_measures():  # the passes, then the similarity measures every stage needs, on ready maps
+        maps = upsample(limit(), x.shape[-2:])
+        for stage in maps:
+            map_similarity(maps[0], stage)
+        return maps
     return [s.case("randomisation cascade", f"{stages} stages, Grad-CAM", {
         "helper": lambda: randomisation_cascade(m, x, t, explain, layers, progress=False),
-        "limit": lambda: torch.stack([grad_cam_of(layer_gradients(model, x, t, layer))[:, 0]
-                                      for model in [m, *randomised]]),
+        "limit": limit, "limit+measures": limit_and_measures,
         "naive": lambda: naive_randomisation_cascade(m, x, t, explain, layers)},
         check={"helper": lambda result: result.maps, "limit": lambda maps: upsample(maps, x.shape[-2:]),
-               "naive": same})]
+               "limit+measures": same, "naive": same})]

@@ -135,16 +135,19 @@ def naive_deletion_insertion(model, x, maps, target, steps):
 
 def naive_randomisation_cascade(model, x, target, explain, layers):
     """The cascade with a fresh copy of the trained model per stage, every group down to that stage
-    re-initialised again, and each image explained on its own."""
+    re-initialised again, each image explained and compared with its original map on its own."""
     import copy
 
     from helpers import upsample
-    from helpers.evaluate_sanity import randomise
+    from helpers.evaluate_sanity import map_similarity, randomise
 
     stages = []
     for stage in range(len(layers) + 1):
         net = copy.deepcopy(model)
         for k, name in enumerate(layers[:stage], 1):
             randomise(net.get_submodule(name), k)
-        stages.append(torch.cat([explain(net, x[i:i + 1], target[i:i + 1]) for i in range(len(x))]))
-    return upsample(torch.stack(stages), x.shape[-2:])
+        maps = upsample(torch.cat([explain(net, x[i:i + 1], target[i:i + 1]) for i in range(len(x))]), x.shape[-2:])
+        for i in range(len(x)):
+            map_similarity((stages[0] if stages else maps)[i:i + 1], maps[i:i + 1])
+        stages.append(maps)
+    return torch.stack(stages)
