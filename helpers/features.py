@@ -295,8 +295,8 @@ def _layer_output(model, layer):
 
     Inside, the model is in eval mode with frozen parameters, and every pass after the first stops at the
     layer. The first runs to the end, so that :func:`record` can check that the layer runs once per pass,
-    but without autograd after the layer: nothing there is differentiated, and recording it cost 4–5 %
-    of a 6-step ascent. All hooks are removed on exit, also when the body raises.
+    but without autograd after the layer: nothing there is differentiated, and recording it cost about
+    2 % of a 6-step ascent. All hooks are removed on exit, also when the body raises.
     """
     with explaining(model), record(model, layer) as rec:
         checked = False
