@@ -8,21 +8,26 @@ shapes the helper's own result first). Rows run in the order they are registered
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 import torch
 
 from helpers import noise_sigma, noisy_chunks, resolve_layer, target_scores
+from helpers import upsample
 from helpers.cam import _grad_cam_pp_weights, grad_cam, grad_cam_pp, smooth_grad_cam_pp
+from helpers.evaluate import CURVES, perturbation_curve
+from helpers.evaluate_sanity import cascade_layers, map_similarity, randomisation_cascade, randomise
 from helpers.features import deep_dream, maximize_activation
 from helpers.gradients import integrated_gradients, quadrature, saliency, smooth_grad
 
 from .anchors import pytorch_grad_cam_map, torchcam_map
-from .limits import (accumulate, ascent_passes, cam_maps, grad_cam_of, grad_cam_pp_of, input_gradients,
-                     layer_activations, layer_gradients, max_abs, powers)
-from .naive import (naive_deep_dream, naive_integrated_gradients, naive_maximize_activation, naive_saliency,
-                    naive_smooth_grad, naive_smooth_grad_cam_pp)
+from .limits import (accumulate, ascent_passes, cam_maps, class_probabilities, grad_cam_of, grad_cam_pp_of,
+                     input_gradients, layer_activations, layer_gradients, max_abs, perturbed_images, powers)
+from .naive import (naive_deep_dream, naive_deletion_insertion, naive_integrated_gradients,
+                    naive_maximize_activation, naive_randomisation_cascade, naive_saliency, naive_smooth_grad,
+                    naive_smooth_grad_cam_pp)
 from .workloads import Workload, generator
 
 NOISE_LEVEL = 0.15
@@ -294,3 +299,57 @@ def deep_dream_row(s: Setup):
                                      octaves=1, generator=generator(), progress=False),
         "limit": lambda: ascent_limit(s, s.x, lambda a: a.pow(2).flatten(1).mean(1)),
         "naive": lambda: naive_deep_dream(s.m, s.x, layer, iterations)}, steps=iterations)]
+
+
+# --------------------------------------------------------------------------- #
+# Judging maps (notebook 08): the deletion and insertion curves of a Grad-CAM map, forward passes only;
+# the randomisation cascade, one Grad-CAM per stage on a re-initialised copy
+# --------------------------------------------------------------------------- #
+@row
+def deletion_insertion_row(s: Setup):
+    m, x, t = s.m, s.x, s.t
+    maps = grad_cam(m, x, t, s.layer)  # the map being judged, made before the clock
+
+    def helper(steps):
+        return torch.stack([perturbation_curve(m, x, maps, t, kind, steps=steps, batch_size=s.chunk,
+                                               progress=False).probabilities for kind in CURVES])
+    cases = []
+    for steps in s.plan.get("deletion_steps", ()):
+        images = perturbed_images(x, maps, steps)
+        cases.append(s.case("deletion & insertion", f"{steps} steps", {
+            "helper": lambda steps=steps: helper(steps),
+            "limit": lambda images=images, steps=steps: class_probabilities(m, images, t, steps, s.chunk),
+            "naive": lambda steps=steps: naive_deletion_insertion(m, x, maps, t, steps)},
+            check={"limit": same, "naive": same}))
+    return cases
+
+
+@row
+def randomisation_cascade_row(s: Setup):
+    stages = s.plan.get("cascade_stages", 0)
+    if not stages:
+        return []
+    m, x, t, layer = s.m, s.x, s.t, s.layer
+    layers = cascade_layers(m, x)[:stages]
+    randomised, net = [], copy.deepcopy(m)  # the limit's copies, re-initialised before the clock
+    for k, name in enumerate(layers, 1):
+        randomise(net.get_submodule(name), k)
+        randomised.append(copy.deepcopy(net))
+
+    def explain(model, images, target):
+        return grad_cam(model, images, target, layer)
+
+    def limit():
+        return torch.stack([grad_cam_of(layer_gradients(model, x, t, layer))[:, 0] for model in [m, *randomised]])
+
+    def limit_and_measures():  # the passes, then the similarity measures every stage needs, on ready maps
+        maps = upsample(limit(), x.shape[-2:])
+        for stage in maps:
+            map_similarity(maps[0], stage)
+        return maps
+    return [s.case("randomisation cascade", f"{stages} stages, Grad-CAM", {
+        "helper": lambda: randomisation_cascade(m, x, t, explain, layers, progress=False),
+        "limit": limit, "limit+measures": limit_and_measures,
+        "naive": lambda: naive_randomisation_cascade(m, x, t, explain, layers)},
+        check={"helper": lambda result: result.maps, "limit": lambda maps: upsample(maps, x.shape[-2:]),
+               "limit+measures": same, "naive": same})]

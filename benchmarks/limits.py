@@ -117,3 +117,29 @@ def powers(g):
 
 def max_abs(g):
     return g.abs().amax(-3)
+
+
+def perturbed_images(x, maps, steps, baselines=("zeros", "blur")):
+    """Every stage of the deletion and insertion curves as ready images ``(2, N·(steps + 1), C, H, W)``,
+    built with the helper's own ranking, made before the clock starts."""
+    from helpers.evaluate import check_maps, metric_baseline, pixel_ranks, stage_counts
+
+    ranks = pixel_ranks(check_maps(maps, x)).view(len(x), 1, 1, *x.shape[-2:])
+    changed = ranks < stage_counts(x[0, 0].numel(), steps).to(x.device).view(1, -1, 1, 1, 1)  # (N, S, 1, H, W)
+    curves = []
+    for kind, baseline in zip(("deletion", "insertion"), baselines):
+        b = metric_baseline(x, baseline)[:, None]
+        shown = torch.where(changed, b, x[:, None]) if kind == "deletion" else torch.where(changed, x[:, None], b)
+        curves.append(shown.flatten(0, 1))
+    return torch.stack(curves)
+
+
+def class_probabilities(model, images, target, steps, chunk):
+    """The forward passes of both curves, ``chunk`` rows at a time: ``(2, N, steps + 1)`` probabilities."""
+    image = torch.arange(images.shape[1], device=images.device) // (steps + 1)
+
+    def curve(rows):
+        return torch.cat([model(rows[s:s + chunk]).softmax(-1).gather(1, target[image[s:s + chunk], None])[:, 0]
+                          for s in range(0, len(rows), chunk)]).double().view(-1, steps + 1)
+    with explaining(model), torch.no_grad():
+        return torch.stack([curve(rows) for rows in images])

@@ -108,3 +108,46 @@ def naive_deep_dream(model, x, layer, iterations, step_size=0.02):
     finally:
         handle.remove()
     return torch.cat(images)
+
+
+def naive_deletion_insertion(model, x, maps, target, steps):
+    """Deletion (to grey) and insertion (from a blur) the way a first version is written: a Python loop over
+    the stages, the pixels sorted again and one batch of N images built and passed at each stage."""
+    from helpers import upsample
+    from helpers.evaluate import metric_baseline
+
+    model.eval()
+    up = upsample(maps, x.shape[-2:]).flatten(1)
+    curves = []
+    for kind, baseline in (("deletion", metric_baseline(x, "zeros")), ("insertion", metric_baseline(x, "blur"))):
+        stages = []
+        for k in range(steps + 1):
+            order = torch.sort(up, dim=1, descending=True, stable=True).indices
+            mask = torch.zeros_like(up, dtype=torch.bool)
+            mask.scatter_(1, order[:, :(k * up.shape[1] * 2 + steps) // (2 * steps)], True)
+            mask = mask.view(len(x), 1, *x.shape[-2:])
+            images = torch.where(mask, baseline, x) if kind == "deletion" else torch.where(mask, x, baseline)
+            with torch.no_grad():
+                stages.append(model(images).softmax(-1).gather(1, target.view(-1, 1))[:, 0].double())
+        curves.append(torch.stack(stages, 1))
+    return torch.stack(curves)
+
+
+def naive_randomisation_cascade(model, x, target, explain, layers):
+    """The cascade with a fresh copy of the trained model per stage, every group down to that stage
+    re-initialised again, each image explained and compared with its original map on its own."""
+    import copy
+
+    from helpers import upsample
+    from helpers.evaluate_sanity import map_similarity, randomise
+
+    stages = []
+    for stage in range(len(layers) + 1):
+        net = copy.deepcopy(model)
+        for k, name in enumerate(layers[:stage], 1):
+            randomise(net.get_submodule(name), k)
+        maps = upsample(torch.cat([explain(net, x[i:i + 1], target[i:i + 1]) for i in range(len(x))]), x.shape[-2:])
+        for i in range(len(x)):
+            map_similarity((stages[0] if stages else maps)[i:i + 1], maps[i:i + 1])
+        stages.append(maps)
+    return torch.stack(stages)

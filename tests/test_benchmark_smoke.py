@@ -12,7 +12,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 METHODS = {"Grad-CAM", "Grad-CAM++", "Smooth Grad-CAM++", "saliency", "SmoothGrad", "Integrated Gradients",
-           "activation maximisation", "Deep Dream"}
+           "activation maximisation", "Deep Dream", "deletion & insertion", "randomisation cascade"}
 
 
 def test_smoke_run_reports_every_method_with_equal_work(tmp_path):

@@ -1,0 +1,79 @@
+"""Every map of the course for one batch, and their deletion and insertion scores side by side.
+
+Notebook 08's ranking and the comparison explorer share this one recipe, so both judge the same maps:
+
+- **CAM** at the layer its GAP + linear head reads; **Grad-CAM**, **Grad-CAM++**, **Smooth Grad-CAM++**
+  at ``layer`` (maps at the layer's resolution, upsampled by the metrics);
+- **saliency**, **SmoothGrad** and **Guided Grad-CAM**: input-space gradients, channels combined by
+  max |·| (how strongly a pixel matters, Simonyan et al.'s reduction);
+- **Integrated Gradients**: summed over channels, signed (its completeness makes the sign meaningful:
+  negative pixels speak against the class, and the curves change them last).
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from .cam import LayerPass, cam, guided_backprop, smooth_grad_cam_pp
+from .evaluate import Curve, deletion, insertion
+from .gradients import integrated_gradients, reduce_channels, saliency, smooth_grad
+from .maps import upsample
+
+__all__ = ["METHODS", "LAYER_METHODS", "method_maps", "Scores", "score_maps"]
+
+METHODS = ("CAM", "Grad-CAM", "Grad-CAM++", "Smooth Grad-CAM++", "saliency", "SmoothGrad", "Integrated Gradients",
+           "Guided Grad-CAM")
+LAYER_METHODS = ("Grad-CAM", "Grad-CAM++", "Smooth Grad-CAM++", "Guided Grad-CAM")  # the layer control applies
+
+
+def method_maps(model, x: torch.Tensor, target, layer="head.act", *, methods=METHODS, samples: int = 8,
+                steps: int = 16, value_range=None, seed: int = 0, batch_size: int | None = None,
+                layer_pass: LayerPass | None = None) -> dict[str, torch.Tensor]:
+    """``{method: maps (N, h, w)}`` for one class per image (``target``), in :data:`METHODS`' order.
+
+    ``samples`` noisy copies for SmoothGrad and Smooth Grad-CAM++ (σ = 0.15 × range, seeded with ``seed``),
+    ``steps`` Gauss–Legendre points for Integrated Gradients, from the black image when ``value_range``
+    (``preprocess.value_range``) is given, else from zeros. ``layer_pass`` reuses a forward pass at
+    ``layer`` already made for this ``x`` (the explorer keeps one).
+    """
+    unknown = [name for name in methods if name not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}: choose from {', '.join(METHODS)}")
+    run = layer_pass
+    if any(name in methods for name in ("Grad-CAM", "Grad-CAM++", "Guided Grad-CAM")) and run is None:
+        run = LayerPass(model, x, layer)
+    generator = lambda: torch.Generator().manual_seed(seed)  # noqa: E731  a fresh one per method: same noise
+    compute = {
+        "CAM": lambda: cam(model, x, target),
+        "Grad-CAM": lambda: run.grad_cam(target),
+        "Grad-CAM++": lambda: run.grad_cam_pp(target),
+        "Smooth Grad-CAM++": lambda: smooth_grad_cam_pp(model, x, target, layer, samples=samples, generator=generator(),
+                                                        batch_size=batch_size, progress=False),
+        "saliency": lambda: saliency(model, x, target),
+        "SmoothGrad": lambda: reduce_channels(smooth_grad(model, x, target, samples=samples, generator=generator(),
+                                                          batch_size=batch_size, progress=False)),
+        "Integrated Gradients": lambda: reduce_channels(integrated_gradients(
+            model, x, target, "zeros" if value_range is None else "black", steps=steps, value_range=value_range,
+            batch_size=batch_size, progress=False).attributions, "sum"),
+        "Guided Grad-CAM": lambda: reduce_channels(guided_backprop(model, x, target)
+                                                   * upsample(run.grad_cam(target), x.shape[-2:]).unsqueeze(-3)),
+    }
+    return {name: compute[name]().detach() for name in METHODS if name in methods}
+
+
+class Scores(NamedTuple):
+    """One method's deletion and insertion curves (see :class:`helpers.evaluate.Curve`)."""
+
+    deletion: Curve
+    insertion: Curve
+
+
+def score_maps(model, x: torch.Tensor, maps: dict[str, torch.Tensor], target, *, steps: int = 16,
+               deletion_baseline="zeros", insertion_baseline="blur", value_range=None,
+               batch_size: int | None = None) -> dict[str, Scores]:
+    """Deletion and insertion curves of every map in ``maps`` (e.g. :func:`method_maps`' result)."""
+    options = dict(steps=steps, value_range=value_range, batch_size=batch_size, progress=False)
+    return {name: Scores(deletion(model, x, m, target, baseline=deletion_baseline, **options),
+                         insertion(model, x, m, target, baseline=insertion_baseline, **options))
+            for name, m in maps.items()}

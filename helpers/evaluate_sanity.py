@@ -1,0 +1,163 @@
+r"""The model randomisation test (Adebayo et al., "Sanity Checks for Saliency Maps", NeurIPS 2018).
+
+If a map explains *the model*, destroying what the model learned must change the map. The cascade
+re-initialises the network's layers one group at a time from the top (the logits) down, each stage
+keeping the earlier ones random, and compares each map with the trained model's: Spearman rank
+correlation of the absolute maps and of the signed maps, and SSIM. A method whose map stays close
+to the original while the weights are random is showing the image, not the model.
+
+Everything happens on a copy of the model: the caller's model, its weights, flags and random-number
+generator are left as they were. Re-initialisation uses each layer's own ``reset_parameters()``
+(PyTorch's default initialisation; batch norm back to identity statistics), drawn on the CPU from a
+seed, so the same seed gives the same random network on every device.
+
+The similarity measures come from **torchmetrics** (``spearman_corrcoef``, average ranks for ties;
+``structural_similarity_index_measure``, Wang et al. 2004's Gaussian 11 × 11 window, σ = 1.5): they
+run on the maps' device, batched, with no round trip through numpy. A constant map (e.g. a Grad-CAM
+map that the ReLU set to zero everywhere) has no ranking; torchmetrics gives it a correlation of 0.
+
+>>> explain = lambda model, x, target: grad_cam(model, x, target, "head.act")
+>>> result = randomisation_cascade(model, x, 285, explain)
+>>> result.layers[:3], result.spearman_abs[:, 0]      # ('original', 'fc', 'head'), 1.0 then falling
+"""
+from __future__ import annotations
+
+import copy
+import warnings
+from typing import Callable, NamedTuple
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .evaluate import check_maps
+from .hooks import check_batch
+from .maps import normalize
+
+__all__ = ["CascadeResult", "cascade_layers", "randomise", "map_similarity", "randomisation_cascade"]
+
+_CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+
+
+class CascadeResult(NamedTuple):
+    """``layers``: ``"original"``, then the layer group re-initialised at each stage (top first);
+    ``maps`` ``(stages, N, H, W)`` at the input's resolution; ``spearman_abs``, ``spearman`` and ``ssim``
+    ``(stages, N)``: each stage's map against the original (stage 0 is the original against itself)."""
+
+    layers: list[str]
+    maps: torch.Tensor
+    spearman_abs: torch.Tensor
+    spearman: torch.Tensor
+    ssim: torch.Tensor
+
+
+def _has_parameters(module: nn.Module) -> bool:
+    return next(module.parameters(), None) is not None
+
+
+def cascade_layers(model: nn.Module, x: torch.Tensor) -> list[str]:
+    """The layer groups the cascade re-initialises, **last to run first**: the model's children that hold
+    parameters, with plain containers (``nn.Sequential``, ``nn.ModuleList``, ``nn.ModuleDict`` themselves, not
+    subclasses) opened one level, ordered by when they run in a forward pass of ``x[:1]``
+    (for Lite0: ``fc``, ``head``, ``blocks.15`` … ``blocks.0``, ``stem``)."""
+    groups = []
+    for name, child in model.named_children():
+        if type(child) in _CONTAINERS:  # plain containers only: a Sequential subclass (conv-bn-act) is one layer
+            groups += [(f"{name}.{sub}", module) for sub, module in child.named_children() if _has_parameters(module)]
+        elif _has_parameters(child):
+            groups.append((name, child))
+    order = {}
+
+    def ran(name):
+        def note(_module, _inputs):  # returns None: a pre-hook's return value would replace the input
+            order.setdefault(name, len(order))
+        return note
+
+    handles = [module.register_forward_pre_hook(ran(name)) for name, module in groups]
+    try:
+        with torch.no_grad():
+            training = model.training
+            model.eval()
+            try:
+                model(check_batch(model, x)[:1])
+            finally:
+                model.train(training)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return sorted(order, key=order.get, reverse=True)
+
+
+def randomise(module: nn.Module, seed: int) -> None:
+    """Re-initialise every parameter of ``module`` in place with PyTorch's default initialisation
+    (``reset_parameters`` of each sub-layer), drawn on the CPU from ``seed``; the global random state is
+    left as it was."""
+    for name, layer in module.named_modules():
+        if next(layer.parameters(recurse=False), None) is None:
+            continue
+        if not hasattr(layer, "reset_parameters"):
+            raise TypeError(f"cannot re-initialise {name or type(module).__name__!r} ({type(layer).__name__}): it has "
+                            "parameters but no reset_parameters(); give the cascade layers=[...] without it")
+        fresh = copy.deepcopy(layer).to("cpu")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            fresh.reset_parameters()
+        with torch.no_grad():
+            for target, value in zip(layer.parameters(recurse=False), fresh.parameters(recurse=False)):
+                target.copy_(value)
+            for target, value in zip(layer.buffers(recurse=False), fresh.buffers(recurse=False)):
+                target.copy_(value)
+
+
+def map_similarity(original: torch.Tensor, other: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Spearman correlation of ``|maps|`` and of the signed maps, and SSIM of the min–max scaled ``|maps|``,
+    between two stacks of maps ``(N, H, W)``: a dict of ``(N,)`` tensors (torchmetrics, see the module notes)."""
+    from torchmetrics.functional.image import structural_similarity_index_measure
+    from torchmetrics.functional.regression import spearman_corrcoef
+
+    if original.shape != other.shape or original.ndim != 3:
+        raise ValueError(f"expected two stacks of maps of one shape (N, H, W), got {tuple(original.shape)} "
+                         f"and {tuple(other.shape)}")
+    a, b = original.detach().float(), other.detach().float()  # float64 would make SSIM's convolutions 7× slower
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*(constant|close to zero).*")
+        columns = lambda maps: maps.reshape(len(maps), -1).T  # noqa: E731  one column per map
+        spearman_abs = spearman_corrcoef(columns(a.abs()), columns(b.abs())).reshape(len(a))
+        spearman = spearman_corrcoef(columns(a), columns(b)).reshape(len(a))
+    scaled = [normalize(maps.abs(), "minmax")[:, None] for maps in (a, b)]
+    ssim = structural_similarity_index_measure(*scaled, data_range=1.0, reduction="none")
+    return {"spearman_abs": spearman_abs, "spearman": spearman, "ssim": ssim}
+
+
+def randomisation_cascade(model: nn.Module, x: torch.Tensor, target,
+                          explain: Callable[[nn.Module, torch.Tensor, object], torch.Tensor], layers=None, *,
+                          seed: int = 0, cascade: bool = True, progress: bool | None = None) -> CascadeResult:
+    r"""Maps of a copy of ``model`` as its layers are re-initialised from the top down, against the original's.
+
+    ``explain(model, x, target)`` returns one map per image, ``(N, h, w)`` (a layer's or the input's
+    resolution; signed maps keep their sign, colour channels combined by the caller); it is called once
+    on the trained model and once per stage, with the whole batch. ``layers`` are the groups to
+    re-initialise in that order (default :func:`cascade_layers`: last to run first). ``cascade=False``
+    re-initialises one group at a time on a fresh copy instead (the paper's "independent" test).
+    Stage ``k`` re-initialises its group with seed ``seed + k``.
+    """
+    x = check_batch(model, x)
+    layers = list(cascade_layers(model, x) if layers is None else layers)
+    names = dict(model.named_modules())
+    unknown = [name for name in layers if name not in names]
+    if unknown:
+        raise ValueError(f"unknown layer(s) {unknown}: name them as model.named_modules() does, "
+                         f"e.g. {cascade_layers(model, x)[:3]}")
+    original = check_maps(explain(model, x, target), x)
+    maps = [original]
+    randomised = copy.deepcopy(model)
+    for stage, name in enumerate(tqdm(layers, desc="randomisation cascade", leave=False,
+                                      disable=not (len(layers) > 4 if progress is None else progress)), 1):
+        if not cascade:
+            randomised = copy.deepcopy(model)
+        randomise(randomised.get_submodule(name), seed + stage)
+        maps.append(check_maps(explain(randomised, x, target), x))
+    stacked = torch.stack(maps)
+    scores = [map_similarity(original, stage_maps) for stage_maps in stacked]
+    measures = {key: torch.stack([score[key] for score in scores]) for key in scores[0]}
+    return CascadeResult(["original", *layers], stacked, **measures)

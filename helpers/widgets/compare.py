@@ -1,0 +1,125 @@
+"""Notebook 08's explorer: every method of the course on one photo and one class, side by side, each
+map with its deletion and insertion AUC, and the random orderings they must beat.
+
+The maps come from :func:`helpers.evaluate_compare.method_maps`, the scores from
+:func:`helpers.evaluate_compare.score_maps`: the same recipe as the notebook's ranking. The forward
+pass at the chosen layer is cached per photo (as in the other CAM explorers), the maps per class and
+layer, and the curves per class, layer and baseline, so changing only the baseline recomputes only
+the curves, and a layer change recomputes only the methods that have a layer.
+"""
+from __future__ import annotations
+
+import ipywidgets as w
+import torch
+
+from ..evaluate import random_maps
+from ..evaluate_compare import LAYER_METHODS, METHODS, method_maps, score_maps
+from ..images import imagenet_labels
+from ..plot import overlay
+from .cam import _activation_layers, _CamFamilyExplorer, _layer_dropdown
+
+__all__ = ["ComparisonExplorer", "BASELINE_CHOICES"]
+
+BASELINE_CHOICES = {  # label → (deletion baseline, insertion baseline)
+    "RISE: delete to grey, insert into blur": ("zeros", "blur"),
+    "grey (zeros) both ways": ("zeros", "zeros"),
+    "blur both ways": ("blur", "blur"),
+    "mean colour both ways": ("mean", "mean"),
+    "black both ways": ("black", "black"),
+}
+REFERENCES = ("random (pixels)", "random (layer grid)")
+
+
+class ComparisonExplorer(_CamFamilyExplorer):
+    """Every method's map for the chosen photo and class in one grid, with deletion (lower is better)
+    and insertion (higher is better) AUCs, and the deletion and insertion curves of all of them.
+
+    ``.result`` is ``{"maps": {method: map (h, w)}, "scores": {method: Scores}}``, random references
+    included (a random ordering at pixel level and one on the layer's grid, seeded).
+    """
+
+    name = "compare"
+
+    def __init__(self, model, preprocess, picker=None, layer: str = "head.act", layers=None, steps: int = 8,
+                 samples: int = 4, seed: int = 0):
+        self._layers, self._layer = layers or _activation_layers(model), layer
+        self.steps, self.samples, self.seed = steps, samples, seed
+        super().__init__(model, preprocess, picker)
+
+    def controls(self):
+        self.layer = _layer_dropdown(self._layers, self._layer)
+        self.baseline = w.Dropdown(options=list(BASELINE_CHOICES), value=next(iter(BASELINE_CHOICES)),
+                                   description="baseline", style={"description_width": "initial"},
+                                   layout=w.Layout(width="380px"))
+        self.layer.add_class("compare-layer")
+        self.baseline.add_class("compare-baseline")
+        return {"layer": self.layer, "baseline": self.baseline}
+
+    def settings(self):
+        return self.layer.value, self.baseline.value
+
+    def _use_image(self, image):
+        self._maps = {}
+        super()._use_image(image)
+
+    def _method_maps(self, target: int) -> dict[str, torch.Tensor]:
+        """Maps for the current photo and class: those without a layer once per class, the others per layer."""
+        layer = self.layer.value
+        free_key, layer_key = (target, None), (target, layer)
+        options = dict(samples=self.samples, steps=self.steps, value_range=self.preprocess.value_range,
+                       seed=self.seed)
+        if free_key not in self._maps:
+            free = [name for name in METHODS if name not in LAYER_METHODS]
+            self._maps[free_key] = method_maps(self.model, self.x, target, layer, methods=free, **options)
+        if layer_key not in self._maps:
+            self._maps[layer_key] = method_maps(self.model, self.x, target, layer, methods=LAYER_METHODS,
+                                                layer_pass=self._pass(layer), **options)
+        both = {**self._maps[free_key], **self._maps[layer_key]}
+        grid = self._maps[layer_key]["Grad-CAM"].shape[-2:]
+        generator = torch.Generator().manual_seed(self.seed)
+        both[REFERENCES[0]] = random_maps(self.x, generator)
+        both[REFERENCES[1]] = random_maps(self.x, generator, size=tuple(grid))
+        return {name: both[name] for name in (*METHODS, *REFERENCES)}
+
+    def compute(self, target):
+        maps = self._method_maps(target)
+        removed, inserted = BASELINE_CHOICES[self.baseline.value]
+        scores = score_maps(self.model, self.x, maps, target, steps=self.steps, deletion_baseline=removed,
+                            insertion_baseline=inserted, value_range=self.preprocess.value_range)
+        return {"maps": {name: m[0] for name, m in maps.items()}, "scores": scores}
+
+    def draw(self, result):
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(3, 4, figsize=(11, 8.8))
+        c = self.classes.value
+        fig.suptitle(f"{imagenet_labels()[c]} ({c}) · layer {self.layer.value} · {self.baseline.value}", fontsize=10)
+        axes = axes.flat
+        axes[0].imshow(self.crop)
+        axes[0].set_title("the photo the model sees", fontsize=9)
+        axes[0].set_axis_off()
+        for ax, name in zip(axes[1:9], METHODS):
+            scores, heat = result["scores"][name], result["maps"][name]
+            fine = heat.shape[-2:] == self.x.shape[-2:]  # pixel maps: a few extreme pixels would wash out min–max
+            overlay(self.crop, heat.abs() if fine else heat, ax=ax, scale="percentile" if fine else "minmax",
+                    title=f"{name}\ndeletion {scores.deletion.auc.item():.3f} · "
+                          f"insertion {scores.insertion.auc.item():.3f}")
+        for ax, kind, better in [(axes[9], "deletion", "lower"), (axes[10], "insertion", "higher")]:
+            for name, scores in result["scores"].items():
+                curve = getattr(scores, kind)
+                ax.plot(curve.fractions.cpu(), curve.probabilities[0].cpu(), label=name,
+                        linestyle=":" if name in REFERENCES else "-", color="grey" if name in REFERENCES else None)
+            ax.set_title(f"{kind} (area: {better} is better)", fontsize=9)
+            ax.set_xlabel("fraction of pixels changed", fontsize=8)
+            ax.set_ylabel("class probability", fontsize=8)
+            ax.tick_params(labelsize=7)
+        axes[10].legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.05, 1.0))
+        axes[11].set_axis_off()
+        fig.tight_layout()
+        return fig
+
+    def describe(self, result):
+        scores = result["scores"]
+        references = " · ".join(f"{name}: deletion {scores[name].deletion.auc.item():.3f}, "
+                                f"insertion {scores[name].insertion.auc.item():.3f}" for name in REFERENCES)
+        return f"{super().describe(result)} · {references}"

@@ -1,0 +1,200 @@
+"""Deletion and insertion curves and the randomisation cascade: against plain loops, limits and bad input."""
+import numpy as np
+import pytest
+import torch
+
+from helpers import upsample
+from helpers.evaluate import (check_maps, deletion, insertion, metric_baseline, perturbation_curve, pixel_ranks,
+                              random_maps, stage_counts)
+from helpers.evaluate_sanity import cascade_layers, map_similarity, randomisation_cascade, randomise
+
+
+def naive_curve(model, x, maps, classes, kind, steps, baseline, order="most"):
+    """One image and one stage at a time, the ranking by numpy's stable argsort: the definition, slowly."""
+    rows = []
+    for n in range(len(x)):
+        values = maps[n].flatten().numpy()
+        ranking = np.argsort(-values if order == "most" else values, kind="stable")
+        pixels = values.size
+        probabilities = []
+        for k in range(steps + 1):
+            count = int(np.floor(k * pixels / steps + 0.5))
+            mask = np.zeros(pixels, bool)
+            mask[ranking[:count]] = True
+            mask = torch.from_numpy(mask).view(1, *x.shape[-2:])
+            shown = torch.where(mask, baseline[n], x[n]) if kind == "deletion" else torch.where(mask, x[n], baseline[n])
+            with torch.no_grad():
+                probabilities.append(model(shown[None]).softmax(-1)[0, classes[n]].item())
+        rows.append(probabilities)
+    return torch.tensor(rows, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("kind", ["deletion", "insertion"])
+@pytest.mark.parametrize("order", ["most", "least"])
+def test_curve_matches_the_definition_stage_by_stage(tiny_cnn, tiny_batch, kind, order):
+    maps = torch.randn(3, 12, 12, generator=torch.Generator().manual_seed(2))
+    maps[0, :4] = 0.0  # ties: broken by reading order on both sides
+    classes = [0, 3, 1]
+    curve = perturbation_curve(tiny_cnn, tiny_batch, maps, classes, kind, order=order, steps=7, baseline="mean",
+                               batch_size=5)
+    expected = naive_curve(tiny_cnn, tiny_batch, maps, classes, kind, 7, metric_baseline(tiny_batch, "mean"), order)
+    assert torch.allclose(curve.probabilities, expected, atol=1e-6)
+    assert torch.allclose(curve.auc, torch.from_numpy(np.trapezoid(expected.numpy(), curve.fractions.numpy(), axis=1)))
+    assert curve.fractions[0] == 0 and curve.fractions[-1] == 1
+
+
+def test_the_ends_of_the_curves_are_the_photo_and_the_baseline(tiny_cnn, tiny_batch):
+    maps, background = torch.rand(3, 12, 12), metric_baseline(tiny_batch, "zeros")
+    with torch.no_grad():
+        photo, blank = tiny_cnn(tiny_batch).softmax(-1)[:, 2], tiny_cnn(background).softmax(-1)[:, 2]
+    gone = deletion(tiny_cnn, tiny_batch, maps, 2, steps=3, baseline="zeros")
+    back = insertion(tiny_cnn, tiny_batch, maps, 2, steps=3, baseline="zeros")
+    assert torch.allclose(gone.probabilities[:, 0].float(), photo, atol=1e-6)
+    assert torch.allclose(gone.probabilities[:, -1].float(), blank, atol=1e-6)
+    assert torch.allclose(back.probabilities[:, 0].float(), blank, atol=1e-6)
+    assert torch.allclose(back.probabilities[:, -1].float(), photo, atol=1e-6)
+    # one stage: the curve is a straight line, its area the mean of its ends
+    one = deletion(tiny_cnn, tiny_batch, maps, 2, steps=1, baseline="zeros")
+    assert torch.allclose(one.auc, one.probabilities.mean(1))
+
+
+def test_chunking_layer_maps_and_default_baselines(tiny_cnn, tiny_batch):
+    small = torch.rand(3, 3, 3, generator=torch.Generator().manual_seed(0))
+    curves = [deletion(tiny_cnn, tiny_batch, small, 1, steps=5, batch_size=size) for size in (1, 4, 100)]
+    assert all(torch.allclose(c.probabilities, curves[0].probabilities, atol=1e-6) for c in curves)
+    explicit = deletion(tiny_cnn, tiny_batch, upsample(small, (12, 12)), 1, steps=5, baseline="zeros")
+    assert torch.allclose(explicit.probabilities, curves[0].probabilities)
+    blurred = insertion(tiny_cnn, tiny_batch, small, 1, steps=5, baseline=metric_baseline(tiny_batch, "blur"))
+    assert torch.allclose(insertion(tiny_cnn, tiny_batch, small, 1, steps=5).probabilities, blurred.probabilities)
+    mean = metric_baseline(tiny_batch, "mean")
+    assert torch.allclose(mean[:, :, 5, 7], tiny_batch.mean((2, 3)))
+
+
+def test_ranks_are_deterministic_and_orders_mirror():
+    maps = torch.tensor([[[3.0, 1.0], [1.0, 2.0]]])
+    assert pixel_ranks(maps, "most").tolist() == [[0, 2, 3, 1]]
+    assert pixel_ranks(maps, "least").tolist() == [[3, 0, 1, 2]]   # ties in reading order both ways
+    assert stage_counts(10, 4).tolist() == [0, 3, 5, 8, 10]          # round half up: 2.5 → 3, 7.5 → 8
+    assert stage_counts(3, 8).tolist() == [0, 0, 1, 1, 2, 2, 2, 3, 3]
+
+
+def test_random_maps_are_reproducible(tiny_batch):
+    a, b = (random_maps(tiny_batch, torch.Generator().manual_seed(4)) for _ in range(2))
+    assert a.shape == (3, 12, 12) and torch.equal(a, b)
+    small = random_maps(tiny_batch, torch.Generator().manual_seed(4), size=(3, 3))
+    assert small.shape == (3, 3, 3)
+
+
+def test_the_model_is_left_as_it_was(tiny_cnn, tiny_batch):
+    tiny_cnn.train()
+    tiny_cnn.fc.weight.requires_grad_(False)
+    deletion(tiny_cnn, tiny_batch, torch.rand(3, 12, 12), 0, steps=2)
+    assert tiny_cnn.training and not tiny_cnn.fc.weight.requires_grad and tiny_cnn.fc.bias.requires_grad
+    assert all(p.grad is None for p in tiny_cnn.parameters())
+
+
+@pytest.mark.parametrize("maps, options, message", [
+    (torch.rand(2, 12, 12), {}, "batch holds 3"),
+    (torch.rand(3, 3, 12, 12), {}, "reduce_channels"),
+    (torch.rand(3, 12, 13), {}, "does not fit"),
+    (torch.rand(3, 24, 24), {}, "does not fit"),
+    (torch.rand(3, 12, 12), {"steps": 0}, "steps must be"),
+    (torch.rand(3, 12, 12), {"steps": 2.5}, "steps must be"),
+    (torch.rand(3, 12, 12), {"baseline": "noise"}, "unknown baseline"),
+    (torch.rand(3, 12, 12), {"order": "top"}, "unknown order"),
+    (torch.rand(3, 12, 12), {"batch_size": 0}, "batch_size"),
+])
+def test_bad_input_is_named(tiny_cnn, tiny_batch, maps, options, message):
+    with pytest.raises(ValueError, match=message):
+        deletion(tiny_cnn, tiny_batch, maps, 0, **options)
+
+
+def test_nan_maps_and_callable_targets_are_refused(tiny_cnn, tiny_batch):
+    maps = torch.rand(3, 12, 12)
+    maps[1, 2, 3] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        check_maps(maps, tiny_batch)
+    with pytest.raises(TypeError, match="callable"):
+        insertion(tiny_cnn, tiny_batch, torch.rand(3, 12, 12), lambda logits: logits[:, 0])
+    with pytest.raises(ValueError, match="one class per image"):
+        insertion(tiny_cnn, tiny_batch, torch.rand(3, 12, 12), [[0, 1]] * 3)
+
+
+# --------------------------------------------------------------------------- #
+# The randomisation cascade
+# --------------------------------------------------------------------------- #
+def input_gradient_map(model, x, target):
+    x = x.clone().requires_grad_(True)
+    with torch.enable_grad():
+        score = model(x)[:, target].sum()
+        return torch.autograd.grad(score, x)[0].sum(1)
+
+
+def test_cascade_runs_top_down_on_a_copy(tiny_cnn, tiny_batch):
+    assert cascade_layers(tiny_cnn, tiny_batch) == ["fc", "features.2", "features.0"]
+    tiny_cnn.train()
+    before = {k: v.clone() for k, v in tiny_cnn.state_dict().items()}
+    rng = torch.get_rng_state()
+    result = randomisation_cascade(tiny_cnn, tiny_batch, 1, input_gradient_map)
+    assert torch.equal(torch.get_rng_state(), rng) and tiny_cnn.training
+    assert all(torch.equal(before[k], v) for k, v in tiny_cnn.state_dict().items())
+    assert result.layers == ["original", "fc", "features.2", "features.0"]
+    assert result.maps.shape == (4, 3, 12, 12) and result.ssim.shape == (4, 3)
+    assert torch.allclose(result.maps[0], input_gradient_map(tiny_cnn, tiny_batch, 1))
+    for measure in (result.spearman_abs, result.spearman, result.ssim):
+        assert torch.allclose(measure[0].float(), torch.ones(3))
+    assert (result.spearman[1:].abs() < 0.999).all()       # every stage changed every map
+    again = randomisation_cascade(tiny_cnn, tiny_batch, 1, input_gradient_map)
+    assert torch.equal(again.maps, result.maps)             # same seed, same random networks
+
+
+def test_independent_randomisation_and_layer_choice(tiny_cnn, tiny_batch):
+    alone = randomisation_cascade(tiny_cnn, tiny_batch, 1, input_gradient_map, ["features.0"], cascade=False)
+    chained = randomisation_cascade(tiny_cnn, tiny_batch, 1, input_gradient_map, ["fc", "features.0"])
+    independent = randomisation_cascade(tiny_cnn, tiny_batch, 1, input_gradient_map, ["fc", "features.0"],
+                                        cascade=False)
+    assert torch.equal(independent.maps[1], chained.maps[1])          # the first stage is the same either way
+    assert not torch.allclose(independent.maps[2], chained.maps[2])   # the second keeps fc trained
+    assert alone.maps.shape[0] == 2
+    with pytest.raises(ValueError, match="unknown layer"):
+        randomisation_cascade(tiny_cnn, tiny_batch, 1, input_gradient_map, ["features.9"])
+
+
+def test_randomise_redraws_from_the_seed_and_refuses_what_it_cannot_reset():
+    layer = torch.nn.Conv2d(2, 3, 3)
+    randomise(layer, 5)
+    first = layer.weight.clone()
+    randomise(layer, 5)
+    assert torch.equal(layer.weight, first)
+    norm = torch.nn.BatchNorm2d(3)
+    norm.running_mean.fill_(2.0)
+    randomise(norm, 0)
+    assert torch.equal(norm.running_mean, torch.zeros(3))
+
+    class Scale(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.gain = torch.nn.Parameter(torch.ones(1))
+
+    with pytest.raises(TypeError, match="reset_parameters"):
+        randomise(Scale(), 0)
+
+
+def test_similarity_measures_against_their_definitions():
+    generator = torch.Generator().manual_seed(3)
+    a, b = torch.randn(2, 16, 16, generator=generator), torch.randn(2, 16, 16, generator=generator)
+    scores = map_similarity(a, b)
+
+    def spearman(u, v):  # distinct values: Pearson correlation of the ranks
+        ru, rv = u.flatten().argsort().argsort().double(), v.flatten().argsort().argsort().double()
+        return torch.corrcoef(torch.stack([ru, rv]))[0, 1]
+
+    for n in range(2):
+        assert torch.isclose(scores["spearman"][n].double(), spearman(a[n], b[n]), atol=1e-6)
+        assert torch.isclose(scores["spearman_abs"][n].double(), spearman(a[n].abs(), b[n].abs()), atol=1e-6)
+    same = map_similarity(a, 3 * a + 1)                      # a monotone change keeps the ranks
+    assert torch.allclose(same["spearman"].float(), torch.ones(2))
+    assert torch.allclose(map_similarity(a, a)["ssim"].float(), torch.ones(2))
+    assert torch.allclose(map_similarity(a, -a)["spearman"].float(), -torch.ones(2))
+    with pytest.raises(ValueError, match="one shape"):
+        map_similarity(a, b[:1])
