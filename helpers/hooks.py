@@ -21,7 +21,7 @@ from torch import nn
 
 from .layers import resolve_layer
 
-__all__ = ["record", "Recording", "explaining", "model_device", "check_batch"]
+__all__ = ["record", "Recording", "explaining", "model_device", "check_batch", "check_finite", "require_autograd"]
 
 
 class Recording:
@@ -132,4 +132,32 @@ def check_batch(model: nn.Module, x) -> torch.Tensor:
         raise TypeError(f"expected floating-point pixels, got {x.dtype}; images go through preprocess(...) first")
     reference = next(iter(model.parameters()), None)
     dtype = reference.dtype if reference is not None else x.dtype
-    return x.detach().to(device=model_device(model), dtype=dtype)
+    x = x.detach().to(device=model_device(model), dtype=dtype)
+    if x.is_inference():  # made under torch.inference_mode(): a normal copy can join an autograd graph
+        with torch.inference_mode(False):
+            x = x.clone()
+    return check_finite(x, "x")
+
+
+def check_finite(values: torch.Tensor, what: str) -> torch.Tensor:
+    """``values`` unchanged, or a clear error naming the rows (first index) that hold NaN or ±inf.
+
+    Every method's input goes through here once per call (one read of a flag from the device), never once
+    per chunk. Tensors on the ``meta`` device hold no values and pass.
+    """
+    if values.is_meta or values.numel() == 0 or bool(torch.isfinite(values).all()):
+        return values
+    rows = (~torch.isfinite(values)).flatten(1).any(1).nonzero().flatten().tolist()
+    listed = ", ".join(map(str, rows[:10])) + (f" … ({len(rows)} in all)" if len(rows) > 10 else "")
+    raise ValueError(f"{what} holds NaN or infinite values in row(s) {listed} (of {len(values)}): no gradient or "
+                     "score is meaningful there. Check how those images were made (a division by a zero "
+                     "std, a failed load) and pass finite values")
+
+
+def require_autograd(method: str):
+    """A plain error when a gradient method is called inside ``torch.inference_mode()``, where PyTorch builds
+    no graph (under ``torch.no_grad()`` the methods turn gradients back on themselves)."""
+    if torch.is_inference_mode_enabled():
+        raise RuntimeError(f"{method} cannot run inside torch.inference_mode(): it needs gradients, and PyTorch "
+                           "records no graph to differentiate there. Call it outside that block; inside "
+                           "torch.no_grad() it works (the helpers turn gradients on where they need them)")

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import io
+import numbers
 import warnings
 from dataclasses import dataclass
 from functools import lru_cache
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .hooks import explaining
+from .hooks import check_batch, explaining
 
 __all__ = [
     "DATA_DIR", "SAMPLES", "sample_names", "load_image", "Preprocess", "imagenet_labels",
@@ -228,8 +229,14 @@ class TopK:
 
 
 def top_k(model: torch.nn.Module, x: torch.Tensor, k: int = 5) -> TopK:
-    """The model's ``k`` most probable ImageNet classes for each image in the batch ``x``."""
+    """The model's ``k`` most probable ImageNet classes for each image in the batch ``x``, on the model's device
+    (so ``top_k(model, x, 5).indices`` is a target the methods take as it is)."""
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+        raise ValueError(f"k must be a whole number ≥ 1 (how many classes to list per image), got {k!r}")
+    x = check_batch(model, x)
     with explaining(model), torch.no_grad():
         probabilities = model(x).softmax(dim=-1)
-    values, indices = probabilities.topk(k, dim=-1)
-    return TopK(indices.cpu(), values.cpu())
+    if k > probabilities.shape[-1]:
+        raise ValueError(f"k={k}, but the model has only {probabilities.shape[-1]} classes: ask for at most that many")
+    values, indices = probabilities.topk(int(k), dim=-1)
+    return TopK(indices, values)
