@@ -13,6 +13,7 @@ parameters' ``.grad`` is never touched because the course computes gradients wit
 """
 from __future__ import annotations
 
+import os
 import weakref
 from contextlib import contextmanager
 
@@ -21,7 +22,10 @@ from torch import nn
 
 from .layers import resolve_layer
 
-__all__ = ["record", "Recording", "explaining", "model_device", "check_batch", "check_finite", "require_autograd"]
+__all__ = ["record", "Recording", "explaining", "model_device", "default_device", "DEVICE_VARIABLE", "check_batch",
+           "check_finite", "require_autograd"]
+
+DEVICE_VARIABLE = "CNN_SEEING_DEVICE"
 
 
 class Recording:
@@ -116,6 +120,25 @@ def model_device(model: nn.Module) -> torch.device:
     for tensor in model.buffers():
         return tensor.device
     return torch.device("cpu")
+
+
+def default_device() -> torch.device:
+    """Where :func:`helpers.load_model` and ``preprocess(...)`` put tensors when given no ``device``: the
+    environment variable ``CNN_SEEING_DEVICE`` (``cuda``, ``cuda:1``, ``mps``, ``meta``), else the CPU.
+
+    One variable moves a whole course, notebooks included, without a line of theirs changing:
+    ``CNN_SEEING_DEVICE=cuda jupyter lab`` or ``make test DEVICE=cuda``.
+    """
+    name = os.environ.get(DEVICE_VARIABLE, "").strip() or "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"{DEVICE_VARIABLE}={name!r} is not a device PyTorch knows: use cpu, cuda, cuda:1, mps, "
+                         f"or unset it") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"{DEVICE_VARIABLE}={name!r}, but this PyTorch sees no CUDA GPU (a CPU-only build, or no "
+                           "driver): install a CUDA build of torch (README, 'On a GPU') or unset the variable")
+    return device
 
 
 def check_batch(model: nn.Module, x) -> torch.Tensor:

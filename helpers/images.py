@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .hooks import check_batch, explaining
+from .hooks import check_batch, default_device, explaining
 
 __all__ = [
     "DATA_DIR", "SAMPLES", "sample_names", "load_image", "Preprocess", "imagenet_labels",
@@ -136,6 +136,8 @@ class Preprocess:
     """Resize the shorter side to ``size``, centre-crop a square, scale to [0, 1], normalise per channel.
 
     ``preprocess(image)`` gives a batch of one; ``preprocess([a, b])`` a batch of several.
+    ``device=None`` puts the batch on :func:`helpers.default_device` (the CPU unless ``CNN_SEEING_DEVICE``
+    names another), where :func:`helpers.load_model` put the model.
     ``preprocess.crop(image)`` is the photo the model actually sees, for overlays;
     ``preprocess.to_image(x)`` undoes the normalisation: ``(N, H, W, 3)`` arrays in [0, 1].
     """
@@ -156,7 +158,7 @@ class Preprocess:
         if isinstance(images, (list, tuple)):
             return torch.cat([self(image, device) for image in images])
         pixels = torch.from_numpy(np.asarray(self.crop(images), dtype=np.float32) / 255).permute(2, 0, 1)
-        return self.normalize(pixels[None]).to(device or "cpu")
+        return self.normalize(pixels[None]).to(default_device() if device is None else device)
 
     def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
         """[0, 1] pixels ``(N, 3, H, W)`` → model input."""
