@@ -302,8 +302,10 @@ def _layer_output(model, layer):
 
     Inside, the model is in eval mode with frozen parameters and gradients are on (a caller's
     ``torch.no_grad()`` does not stop the ascent; :func:`filter_activations` turns them off again), and
-    every pass after the first stops at the layer (the first runs in full, so that :func:`record` can check
-    that the layer runs once per pass). All hooks are removed on exit, also when the body raises.
+    every pass after the first stops at the layer. The first runs to the end, so that :func:`record` can
+    check that the layer runs once per pass, but without autograd after the layer: nothing there is
+    differentiated, and recording it cost 4–5 % of a 6-step ascent. All hooks are removed on exit, also
+    when the body raises.
     """
     with explaining(model), torch.enable_grad(), record(model, layer) as rec:
         checked = False
@@ -311,15 +313,19 @@ def _layer_output(model, layer):
         def stop(_module, _inputs, _output):
             if checked:
                 raise _LayerReached
+            torch.set_grad_enabled(False)  # the rest of the first pass; forward() switches it back
 
         handle = rec.module.register_forward_hook(stop)
 
         def forward(x):
             nonlocal checked
+            grad_mode = torch.is_grad_enabled()
             try:
                 model(x)
             except _LayerReached:
                 pass
+            finally:
+                torch.set_grad_enabled(grad_mode)
             checked = True
             return rec.activations
 

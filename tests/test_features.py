@@ -215,6 +215,35 @@ def test_hooks_removed_and_model_untouched_after_calls_and_after_errors(tiny_cnn
     assert all(p.grad is None for name, p in tiny_cnn.named_parameters() if name != "fc.weight")
 
 
+def test_ascents_run_the_layers_after_theirs_once_without_autograd_and_still_refuse_a_reused_layer(tiny_cnn,
+                                                                                                   tiny_batch):
+    """The first pass runs to the end, to check that the layer runs once per pass, but builds no graph
+    after the layer (nothing there is differentiated); later passes stop at the layer. A layer the model
+    calls twice in one pass is still refused."""
+    graphs_after = []
+    handle = tiny_cnn.fc.register_forward_hook(lambda _m, _i, output: graphs_after.append(output.requires_grad))
+    try:
+        maximize_activation(tiny_cnn, "features.1", [0, 1], value_range=TINY_RANGE, size=16, iterations=3)
+        deep_dream(tiny_cnn, tiny_batch.clamp(-1, 1), "features.1", value_range=TINY_RANGE, iterations=3, octaves=2)
+    finally:
+        handle.remove()
+    assert graphs_after == [False, False] and torch.is_grad_enabled()
+
+    class Reused(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.act = torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU()
+
+        def forward(self, x):
+            return self.act(self.conv(self.act(x))).mean((2, 3))
+
+    for call in (lambda m: maximize_activation(m, "act", [0], value_range=TINY_RANGE, size=16, iterations=2),
+                 lambda m: deep_dream(m, tiny_batch.clamp(-1, 1), "act", value_range=TINY_RANGE, octaves=1)):
+        with pytest.raises(RuntimeError, match="ran 2 times in one forward pass"):
+            call(Reused())
+        assert torch.is_grad_enabled()
+
+
 def test_filter_out_of_range_names_the_layer_and_its_size(lite0, photos):
     model, preprocess = lite0
     with pytest.raises(ValueError, match=r"filter 40 is out of range: layer 'blocks.3' has 40 filters \(0 to 39\)"):

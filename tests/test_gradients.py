@@ -232,6 +232,31 @@ def test_expected_gradients_average_ig_over_baselines(tiny_cnn, tiny_batch):
     assert torch.allclose(averaged.delta, torch.stack([s.delta for s in singles]).mean(0), atol=1e-7)
 
 
+@pytest.mark.parametrize("baseline_samples", [1, 3])
+def test_integrated_gradients_without_delta_skips_its_two_forward_passes(tiny_cnn, tiny_batch, baseline_samples):
+    """delta=False returns the same attributions and delta=None, and the network sees exactly the path
+    points: the N images and the N·B baselines of the delta's two passes are not run."""
+    rows = []
+    handle = tiny_cnn.register_forward_hook(lambda _m, inputs, _out: rows.append(len(inputs[0])))
+    try:
+        results = {}
+        for delta in (True, False):
+            rows.clear()
+            results[delta] = integrated_gradients(tiny_cnn, tiny_batch, TARGETS, "uniform", steps=5,
+                                                  baseline_samples=baseline_samples, value_range=(-1, 1),
+                                                  generator=seeded(3), batch_size=4, delta=delta)
+            results[delta, "rows"] = sum(rows)
+    finally:
+        handle.remove()
+    n, points = len(tiny_batch), len(tiny_batch) * baseline_samples * 5
+    assert results[False, "rows"] == points
+    assert results[True, "rows"] == points + n + n * baseline_samples
+    assert results[False].delta is None and results[True].delta.shape == (n,)
+    assert torch.equal(results[False].attributions, results[True].attributions)
+    attributions, delta = results[False]  # still a pair, as notebooks unpack it
+    assert delta is None and attributions is results[False].attributions
+
+
 def test_baselines(tiny_batch):
     low, high = torch.tensor([-1.0, -2.0, 0.0]).view(3, 1, 1), torch.tensor([1.0, 0.0, 3.0]).view(3, 1, 1)
     assert torch.equal(make_baselines(tiny_batch, "zeros"), torch.zeros(3, 1, 3, 12, 12))
