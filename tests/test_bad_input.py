@@ -78,6 +78,14 @@ def test_a_non_finite_baseline_is_refused_naming_the_image(tiny_cnn, tiny_batch)
         integrated_gradients(tiny_cnn, tiny_batch, 1, baseline=baseline, steps=2)
 
 
+@pytest.mark.parametrize("value_range", [(torch.full((3, 1, 1), float("nan")), torch.ones(3, 1, 1)),
+                                         (torch.ones(3, 1, 1), -torch.ones(3, 1, 1))])
+@pytest.mark.parametrize("baseline", ["black", "uniform"])
+def test_a_baseline_from_a_bad_value_range_is_refused(tiny_cnn, tiny_batch, baseline, value_range):
+    with pytest.raises(ValueError, match="value_range must hold finite values with low < high"):
+        integrated_gradients(tiny_cnn, tiny_batch, 1, baseline=baseline, value_range=value_range, steps=2)
+
+
 # --------------------------------------------------------------------------- #
 # Layers whose output is no feature map
 # --------------------------------------------------------------------------- #
