@@ -102,6 +102,11 @@ def test_a_layer_without_a_spatial_map_says_what_it_outputs_and_which_layers_fit
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in tiny_cnn.modules())
 
 
+def test_the_layer_message_reaches_a_float64_model_too(tiny_cnn, tiny_batch):
+    with pytest.raises(ValueError, match=r"layer 'fc' outputs \(3, 5\), a 2-D tensor.*explainable_layers"):
+        grad_cam(tiny_cnn.double(), tiny_batch, 1, "fc")
+
+
 @pytest.mark.parametrize("layer, shape", [("fc", "(1, 1000)"), ("flatten", "(1, 1280)"), ("dropout", "(1, 1280)"),
                                           ("pool", "(1, 1280, 1, 1)")])
 def test_the_course_models_head_layers_are_refused_by_grad_cam(lite0, photos, layer, shape):
