@@ -28,9 +28,10 @@ setup-browser:
 	else echo "No chromium, and no apt-get as root to install it: the browser test will skip."; fi
 
 # PASSIVE: torch's idle threads yield the cores instead of spinning, which matters when a kernel,
-# a browser and pytest share two of them.
+# a browser and pytest share two of them. DEVICE=cuda runs the unit tests' models and the notebooks there.
+DEVICE ?= $(or $(CNN_SEEING_DEVICE),cpu)
 test: setup setup-browser
-	OMP_WAIT_POLICY=PASSIVE $(VENV)/bin/python -m pytest
+	OMP_WAIT_POLICY=PASSIVE $(VENV)/bin/python -m pytest --device=$(DEVICE)
 
 # Student copies for a class: solutions blanked, outputs cleared, teacher-only cells removed.
 student: setup

@@ -4,13 +4,13 @@ Every explanation method lives in one module and reads like its formula; everyth
 runs on the model's device.
 """
 from .layers import LayerInfo, explainable_layers, resolve_layer
-from .hooks import Recording, check_batch, explaining, model_device, record
+from .hooks import Recording, check_batch, check_finite, default_device, explaining, model_device, record
 from .images import (DATA_DIR, BoxedObject, ImageError, Preprocess, TopK, boxed_sample_names, find_classes,
                      imagenet_labels, load_boxes, load_image, sample_names, top_k)
 from .models import EfficientNetLite0, WeightsUnavailableError, available_models, load_model
 from .maps import box_shares, normalize, upsample
 from .plot import as_array, draw_boxes, draw_maps, overlay, show_grid, signed_scale
-from .targets import check_target, target_scores
+from .targets import check_target, prepare_target, target_scores
 from .noise import default_batch_size, noise_sigma, noisy_chunks, seeded
 from .features import Ascent, FourierImage, deep_dream, filter_activations, maximize_activation
 from .gradients import (IGResult, gradient_moments, input_gradients, integrated_gradients, make_baselines, quadrature,

@@ -30,11 +30,11 @@ import torch
 from torch import nn
 
 from .gradients import input_gradients
-from .hooks import check_batch, explaining, record
+from .hooks import check_batch, explaining, record, require_autograd
 from .maps import upsample
-from .layers import resolve_layer
+from .layers import explainable_layers, resolve_layer
 from .noise import noisy_chunks
-from .targets import Target, check_target, target_scores
+from .targets import Target, prepare_target, target_scores
 
 __all__ = [
     "cam", "cam_head", "CamHead", "CamHeadError", "grad_cam", "grad_cam_pp", "smooth_grad_cam_pp",
@@ -81,8 +81,8 @@ def _cam_forward(model: nn.Module, x: torch.Tensor):
             maps[module] = (output, output._version)  # a later in-place change disqualifies it
 
     handles = [m.register_forward_hook(on_forward) for m in model.modules() if m is not model]
-    try:
-        with explaining(model), torch.no_grad():
+    try:  # outside inference mode, so that tensors count their in-place changes (_version)
+        with explaining(model), torch.inference_mode(False), torch.no_grad():
             logits = model(x)
     finally:
         for handle in handles:
@@ -95,17 +95,21 @@ def _cam_forward(model: nn.Module, x: torch.Tensor):
         raise CamHeadError(_NOT_CAM.format(why=f"The logits of this {type(model).__name__} do not come straight "
                                                "out of an nn.Linear layer"))
     pooled = linear_inputs[fc][0]
-    scale = float(pooled.abs().max()) if pooled.numel() else 0.0
     for module, (features, version) in maps.items():
         if (calls[module] == 1 and features._version == version and features.shape[1] == fc.in_features
-                and pooled.shape == features.shape[:2]
-                and torch.allclose(features.mean((2, 3)), pooled, rtol=1e-4, atol=1e-5 * scale)):
+                and pooled.shape == features.shape[:2] and _is_spatial_mean(pooled, features)):
             return CamHead(names[module], names[fc]), features, fc
     layers = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
     deep = f" (it comes out of other linear layers: {', '.join(layers[:-1])})" if len(layers) > 1 else ""
     raise CamHeadError(_NOT_CAM.format(
         why=f"Here the last layer {names[fc]!r} (Linear {fc.in_features} → {fc.out_features}) reads a vector that "
             f"is not the spatial mean of any {fc.in_features}-channel feature map{deep}"))
+
+
+def _is_spatial_mean(pooled: torch.Tensor, features: torch.Tensor) -> bool:
+    """Whether ``pooled`` ``(N, C)`` is the spatial mean of ``features`` ``(N, C, h, w)``, to float rounding."""
+    scale = float(pooled.abs().max()) if pooled.numel() else 0.0
+    return torch.allclose(features.mean((2, 3)), pooled, rtol=1e-4, atol=1e-5 * scale)
 
 
 def cam_head(model: nn.Module, x: torch.Tensor | None = None) -> CamHead:
@@ -147,7 +151,8 @@ def cam(model: nn.Module, x: torch.Tensor, target: Target, layer=None) -> torch.
         raise ValueError(f"CAM can only explain the feature map its GAP + linear head reads ({head.layer!r} here): "
                          f"only there does the map's mean give the logit. For {name!r} use "
                          "grad_cam(model, x, target, layer=...)")
-    classes = check_target(target, len(x), fc.out_features).to(features.device)
+    classes = prepare_target(target, len(x), fc.out_features, features.device).indices
+    classes = classes.expand(len(x)) if classes.ndim == 0 else classes
     return torch.einsum("n...c,nchw->n...hw", fc.weight.detach()[classes], features)
 
 
@@ -166,8 +171,19 @@ class LayerPass:
     """
 
     def __init__(self, model: nn.Module, x: torch.Tensor, layer, image_index: torch.Tensor | None = None):
-        self.model, self.image_index = model, image_index
-        self.x = check_batch(model, x)
+        require_autograd("Grad-CAM and its variants")
+        self._forward(model, check_batch(model, x), layer, image_index)
+
+    @classmethod
+    def _of_checked_rows(cls, model: nn.Module, rows: torch.Tensor, layer, image_index: torch.Tensor) -> LayerPass:
+        """A pass over rows made from a batch already checked (noisy copies), inside a loop over chunks:
+        the checks that wait for a value from the device are not repeated."""
+        run = cls.__new__(cls)
+        run._forward(model, rows, layer, image_index)
+        return run
+
+    def _forward(self, model, x, layer, image_index):
+        self.model, self.x, self.image_index = model, x, image_index
         # The graph starts at the layer: the layers before it are run once and not kept for a backward pass.
         with explaining(model), torch.enable_grad(), record(model, layer, leaf=True) as recording:
             self.logits = model(self.x)
@@ -175,6 +191,7 @@ class LayerPass:
         if self.activations is None:
             raise ValueError(f"layer {self.layer!r} did not run during the forward pass, so it has nothing to explain; "
                              "pick one from explainable_layers(model)")
+        _check_feature_map(model, self.layer, self.activations, x)
 
     @torch.enable_grad()  # the scores are computed here too: a caller's torch.no_grad() must not stop them
     def gradients(self, target: Target) -> torch.Tensor:
@@ -211,6 +228,26 @@ class LayerPass:
         return _as_target(self.maps(_grad_cam_pp_weights(self.activations, g, g ** 2, g ** 3), relu, neurons), target)
 
 
+def _check_feature_map(model: nn.Module, name: str, activations: torch.Tensor, x: torch.Tensor):
+    """A clear error unless the layer's output is a spatial feature map ``(N, C, h, w)`` with ``h·w > 1``,
+    the only kind whose channels can be weighted into a map (its shape alone decides: no device round trip)."""
+    shape = tuple(activations.shape)
+    if activations.ndim == 4 and shape[2] * shape[3] > 1:
+        return
+    if activations.ndim == 4:
+        what = "a 1×1 map: one value per channel and nowhere to point at"
+    else:
+        what = f"a {activations.ndim}-D tensor, not a stack of feature maps (N, C, h, w)"
+    try:
+        fitting = [info.name for info in explainable_layers(model, input_size=(1, *x.shape[1:]))]
+    except Exception:  # noqa: BLE001 -- the examples are a courtesy; the error below must reach the caller
+        fitting = []
+    examples = f" (the deepest: {', '.join(map(repr, fitting[-3:]))})" if fitting else ""
+    raise ValueError(f"layer {name!r} outputs {shape}, {what}, so it has no map to explain. Choose a layer whose "
+                     f"output is a feature map with more than one position: explainable_layers(model) lists "
+                     f"them with their shapes{examples}")
+
+
 def _grad_cam_pp_weights(activations, d1, d2, d3) -> torch.Tensor:
     r"""Channel weights ``(N, K, C)`` of Grad-CAM++ from the gradient's first three powers ``(N, K, C, h, w)``:
     :math:`\alpha = d_2 / (2 d_2 + \sum_{ab} A_{ab}\, d_3)` (0 where the denominator is 0) and
@@ -224,19 +261,21 @@ def _grad_cam_pp_weights(activations, d1, d2, d3) -> torch.Tensor:
 
 def _neuron_mask(neurons, channels: int, like: torch.Tensor) -> torch.Tensor:
     """A 0/1 vector over the ``channels`` feature maps that keeps ``neurons`` (indices, or a boolean mask)."""
-    chosen = torch.as_tensor(neurons, device=like.device)
+    chosen = torch.as_tensor(neurons)  # checked where it was given (the CPU, for a list): no device round trip
     if chosen.dtype == torch.bool:
         if chosen.shape != (channels,):
             raise ValueError(f"a boolean neuron mask needs one entry per feature map ({channels}), "
                              f"got {tuple(chosen.shape)}")
-        return chosen.to(like.dtype)
+        return chosen.to(device=like.device, dtype=like.dtype)
     if chosen.is_floating_point() or chosen.ndim > 1 or chosen.numel() == 0:
         raise ValueError("neurons must be a non-empty list of feature-map (channel) indices, or a boolean mask")
-    if chosen.min() < -channels or chosen.max() >= channels:
-        raise ValueError(f"neuron index {int(chosen.max() if chosen.max() >= channels else chosen.min())} is out of "
-                         f"range: this layer has {channels} feature maps (0 to {channels - 1})")
+    if not chosen.is_meta:
+        smallest, largest = (int(v) for v in torch.aminmax(chosen.reshape(-1)))
+        if smallest < -channels or largest >= channels:
+            raise ValueError(f"neuron index {largest if largest >= channels else smallest} is out of "
+                             f"range: this layer has {channels} feature maps (0 to {channels - 1})")
     mask = torch.zeros(channels, dtype=like.dtype, device=like.device)
-    mask[chosen.long()] = 1
+    mask[chosen.long().to(like.device)] = 1
     return mask
 
 
@@ -321,11 +360,12 @@ def smooth_grad_cam_pp(model: nn.Module, x: torch.Tensor, target: Target, layer,
     >>> smooth_grad_cam_pp(model, x, 285, "head.act", samples=8, generator=torch.Generator().manual_seed(0))
     """
     clean = LayerPass(model, x, layer)
-    check_target(target, len(clean.x), clean.logits.shape[-1])  # before any noisy pass: a wrong target fails fast
+    # Checked once, before any noisy pass: a wrong target fails fast, and no chunk waits for the device.
+    classes = prepare_target(target, len(clean.x), clean.logits.shape[-1], clean.x.device)
     powers = None
     for noisy, index in noisy_chunks(clean.x.detach(), noise_level, samples, batch_size, generator, progress,
                                      "Smooth Grad-CAM++"):
-        g = LayerPass(model, noisy, layer, image_index=index).gradients(target)
+        g = LayerPass._of_checked_rows(model, noisy, layer, index).gradients(classes)
         chunk = torch.stack([g, g ** 2, g ** 3])
         if powers is None:
             powers = chunk.new_zeros(3, len(clean.x), *chunk.shape[2:])

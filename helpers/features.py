@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .hooks import check_batch, explaining, model_device, record
+from .hooks import check_batch, explaining, model_device, record, require_autograd
 from .layers import resolve_layer
 
 __all__ = ["Ascent", "filter_activations", "maximize_activation", "deep_dream", "FourierImage", "OBJECTIVES"]
@@ -111,6 +111,7 @@ def maximize_activation(model, layer, filters=None, *, value_range, x=None, size
     >>> naive = maximize_activation(model, "blocks.5", [3], value_range=preprocess.value_range,
     ...                             parameterization="pixels", jitter=0, scale=0, rotate=0, clamp=False)
     """
+    require_autograd("maximize_activation")
     resolve_layer(model, layer)
     _check_steps(iterations, step_size)
     if objective not in OBJECTIVES:
@@ -170,7 +171,9 @@ def maximize_activation(model, layer, filters=None, *, value_range, x=None, size
     with _layer_output(model, layer) as (forward, name):
         for step in tqdm(range(iterations), desc="activation maximisation", disable=not show, leave=False):
             activations = forward(_transform(to_input(leaf), draws[step], jitter, scale, rotate))
-            values = _objective(activations, chosen, objective, name)
+            if step == 0:  # checked against the layer and moved to its device once, not at every step
+                chosen = _filters_at(activations, chosen, name)
+            values = _objective(activations, chosen, objective)
             history.append(values.detach())
             (grad,) = torch.autograd.grad(values.sum(), leaf)
             leaf.grad = -grad  # Adam descends; we ascend
@@ -180,7 +183,7 @@ def maximize_activation(model, layer, filters=None, *, value_range, x=None, size
                     leaf.copy_(_clip(leaf, low, high))
         with torch.no_grad():
             images = to_input(leaf).detach()
-            final = _objective(forward(images), chosen, objective, name)
+            final = _objective(forward(images), chosen, objective)
     return Ascent(images, torch.stack(history), final)
 
 
@@ -240,6 +243,7 @@ def deep_dream(model, x, layer, *, value_range, iterations: int = 10, step_size:
     >>> preprocess.to_image(dream.images)[0].shape
     (224, 224, 3)
     """
+    require_autograd("deep_dream")
     resolve_layer(model, layer)
     _check_steps(iterations, step_size)
     if not isinstance(octaves, int) or octaves < 1:
@@ -269,7 +273,10 @@ def deep_dream(model, x, layer, *, value_range, iterations: int = 10, step_size:
             for _ in range(iterations):
                 dy, dx = shifts[len(history)]
                 rolled = image.roll((dy, dx), dims=(2, 3)).requires_grad_(True)
-                values = _objective(forward(rolled), chosen, "layer", name)
+                activations = forward(rolled)
+                if not history:  # checked against the layer and moved to its device once, not at every step
+                    chosen = _filters_at(activations, chosen, name)
+                values = _objective(activations, chosen, "layer")
                 history.append(values.detach())
                 (grad,) = torch.autograd.grad(values.sum(), rolled)
                 grad = grad.roll((-dy, -dx), dims=(2, 3))
@@ -278,7 +285,7 @@ def deep_dream(model, x, layer, *, value_range, iterations: int = 10, step_size:
                 bar.update()
             detail = image - scaled
         with torch.no_grad():
-            final = _objective(forward(image), chosen, "layer", name)
+            final = _objective(forward(image), chosen, "layer")
     return Ascent(image, torch.stack(history), final)
 
 
@@ -293,12 +300,14 @@ class _LayerReached(Exception):
 def _layer_output(model, layer):
     """Yield ``(forward, name)``: ``forward(x)`` returns ``layer``'s output for ``x``, attached to the graph.
 
-    Inside, the model is in eval mode with frozen parameters, and every pass after the first stops at the
-    layer. The first runs to the end, so that :func:`record` can check that the layer runs once per pass,
-    but without autograd after the layer: nothing there is differentiated, and recording it cost about
-    2 % of a 6-step ascent. All hooks are removed on exit, also when the body raises.
+    Inside, the model is in eval mode with frozen parameters and gradients are on (a caller's
+    ``torch.no_grad()`` does not stop the ascent; :func:`filter_activations` turns them off again), and
+    every pass after the first stops at the layer. The first runs to the end, so that :func:`record` can
+    check that the layer runs once per pass, but without autograd after the layer: nothing there is
+    differentiated, and recording it cost about 2 % of a 6-step ascent. All hooks are removed on exit,
+    also when the body raises.
     """
-    with explaining(model), record(model, layer) as rec:
+    with explaining(model), torch.enable_grad(), record(model, layer) as rec:
         checked = False
 
         def stop(_module, _inputs, _output):
@@ -326,14 +335,12 @@ def _layer_output(model, layer):
             handle.remove()
 
 
-def _objective(activations, filters, kind, layer) -> torch.Tensor:
-    """Each image's objective ``(N,)`` from the layer's ``activations``.
+def _objective(activations, filters, kind) -> torch.Tensor:
+    """Each image's objective ``(N,)`` from the layer's ``activations`` and ``filters`` from :func:`_filters_at`.
 
     ``"channel"``: image ``k``'s mean activation in filter ``filters[k]``; ``"neuron"``: that map's centre
     value; ``"layer"``: ``mean(A²)`` over the layer (over its ``filters`` only, when given).
     """
-    if filters is not None:
-        filters = _check_filters(filters, activations.shape[1], layer).to(activations.device)
     if kind == "layer":
         chosen = activations if filters is None else activations[:, filters]
         return chosen.pow(2).flatten(1).mean(1)
@@ -342,6 +349,13 @@ def _objective(activations, filters, kind, layer) -> torch.Tensor:
     if kind == "neuron":
         return picked[(slice(None), *(s // 2 for s in picked.shape[1:]))]
     return picked.reshape(len(filters), -1).mean(1)
+
+
+def _filters_at(activations, filters, layer):
+    """``filters`` checked against the layer's ``activations`` (their channels) and moved to their device."""
+    if filters is None:
+        return None
+    return _check_filters(filters, activations.shape[1], layer).to(activations.device)
 
 
 def _transform(x: torch.Tensor, draws: torch.Tensor, jitter: float, scale: float, rotate: float) -> torch.Tensor:
@@ -422,7 +436,7 @@ def _check_range(value_range, model) -> tuple[torch.Tensor, torch.Tensor]:
         raise TypeError(f"value_range must be a (low, high) pair: {hint}") from None
     reference = next(iter(model.parameters()), None)
     dtype = reference.dtype if reference is not None else torch.float32
-    low, high = (torch.as_tensor(v, dtype=dtype, device=model_device(model)).reshape(-1) for v in (low, high))
+    low, high = (torch.as_tensor(v, dtype=dtype).reshape(-1) for v in (low, high))  # checked where given (CPU)
     if low.numel() not in (1, 3) or high.numel() not in (1, 3) or not (high > low).all():
         raise ValueError(f"value_range must hold low < high, for all channels (1 value) or per channel (3): {hint}")
-    return low.expand(3).view(1, 3, 1, 1), high.expand(3).view(1, 3, 1, 1)
+    return tuple(v.to(model_device(model)).expand(3).view(1, 3, 1, 1) for v in (low, high))

@@ -22,9 +22,9 @@ import torch
 import torchvision.transforms.functional as TF
 from tqdm.auto import tqdm
 
-from .hooks import check_batch, explaining
+from .hooks import check_batch, check_finite, explaining, require_autograd
 from .noise import default_batch_size, noisy_chunks
-from .targets import check_target, target_scores
+from .targets import prepare_target, target_scores
 
 __all__ = [
     "input_gradients", "saliency", "reduce_channels", "REDUCTIONS",
@@ -47,7 +47,14 @@ def input_gradients(model, x: torch.Tensor, target, image_index: torch.Tensor | 
 
     >>> g = input_gradients(model, x, target=285)        # (N, 3, 224, 224)
     """
-    x = check_batch(model, x).contiguous().requires_grad_(True)  # one memory layout: one float32 rounding
+    require_autograd("input_gradients")
+    return _input_gradients(model, check_batch(model, x), target, image_index)
+
+
+def _input_gradients(model, rows: torch.Tensor, target, image_index: torch.Tensor | None = None) -> torch.Tensor:
+    """:func:`input_gradients` of rows already checked, for the loops over chunks: no check that needs a value
+    from the device runs here."""
+    x = rows.detach().contiguous().requires_grad_(True)  # one memory layout: one float32 rounding
     with explaining(model), torch.enable_grad():
         scores = target_scores(model(x), target, image_index)
         if scores.ndim == 1:
@@ -57,10 +64,11 @@ def input_gradients(model, x: torch.Tensor, target, image_index: torch.Tensor | 
                             for k, column in enumerate(columns)], 1)
 
 
-def _checked(model, x, target) -> torch.Tensor:
+def _checked(model, x, target, method: str):
+    """``x`` and ``target`` checked once per call, before any chunk: ``(x on the model's device, target)``."""
+    require_autograd(method)
     x = check_batch(model, x)
-    check_target(target, len(x))
-    return x
+    return x, prepare_target(target, len(x), device=x.device)
 
 
 def _accumulator_dtype(device: torch.device) -> torch.dtype:
@@ -115,7 +123,7 @@ def saliency(model, x: torch.Tensor, target, reduce: str | None = "max-abs") -> 
     >>> grads = saliency(model, x, target=285, reduce="none")    # (N, 3, 224, 224)
     """
     combine = _reduction(reduce)
-    return combine(input_gradients(model, _checked(model, x, target), target))
+    return combine(_input_gradients(model, *_checked(model, x, target, "saliency")))
 
 
 # --------------------------------------------------------------------------- #
@@ -141,12 +149,16 @@ def gradient_moments(model, x: torch.Tensor, target, noise_level: float = 0.15, 
     :func:`helpers.noise.noisy_chunks`, ``batch_size`` at a time; a CPU ``generator`` makes them
     reproducible and independent of ``batch_size`` (``None``: 8 rows on a CPU, 32 on a GPU).
     """
-    x = _checked(model, x, target)
+    return _gradient_moments(model, *_checked(model, x, target, "SmoothGrad"), noise_level, samples, batch_size,
+                             generator, progress)
+
+
+def _gradient_moments(model, x, target, noise_level, samples, batch_size, generator, progress):
     mean = mean_square = None
     with explaining(model):
         for noisy, index in noisy_chunks(x, noise_level, samples, batch_size, generator, progress,
                                          description="SmoothGrad"):
-            g = input_gradients(model, noisy, target, index).to(_accumulator_dtype(x.device))
+            g = _input_gradients(model, noisy, target, index).to(_accumulator_dtype(x.device))
             if mean is None:
                 mean, mean_square = g.new_zeros(len(x), *g.shape[1:]), g.new_zeros(len(x), *g.shape[1:])
             mean.index_add_(0, index, g)
@@ -172,8 +184,8 @@ def smooth_grad(model, x: torch.Tensor, target, noise_level: float = 0.15, sampl
     """
     if variant not in VARIANTS:
         raise ValueError(f"unknown SmoothGrad variant {variant!r}: use one of {', '.join(map(repr, VARIANTS))}")
-    x = check_batch(model, x)
-    moments = gradient_moments(model, x, target, noise_level, samples, batch_size, generator, progress)
+    x, target = _checked(model, x, target, "SmoothGrad")
+    moments = _gradient_moments(model, x, target, noise_level, samples, batch_size, generator, progress)
     return VARIANTS[variant](*moments).to(x.dtype)
 
 
@@ -222,7 +234,12 @@ def _value_range(value_range, like: torch.Tensor, baseline: str):
     if value_range is None:
         raise ValueError(f"baseline={baseline!r} needs the range of valid inputs: pass "
                          "value_range=preprocess.value_range (black is not zero once inputs are normalised)")
-    return tuple(torch.as_tensor(v, dtype=like.dtype, device=like.device) for v in value_range)
+    low, high = (torch.as_tensor(v, dtype=like.dtype) for v in value_range)  # checked where given (the CPU)
+    if not (low.is_meta or high.is_meta) and not (torch.isfinite(low).all() and torch.isfinite(high).all()
+                                                  and (high > low).all()):
+        raise ValueError("value_range must hold finite values with low < high in every channel: pass "
+                         "value_range=preprocess.value_range")
+    return low.to(like.device), high.to(like.device)
 
 
 def make_baselines(x: torch.Tensor, baseline="zeros", samples: int = 1, value_range=None,
@@ -243,7 +260,7 @@ def make_baselines(x: torch.Tensor, baseline="zeros", samples: int = 1, value_ra
     n, shape = len(x), tuple(x.shape[1:])
     _check_count("the number of baselines per image", samples)
     if isinstance(baseline, torch.Tensor):
-        given = baseline.detach().to(device=x.device, dtype=x.dtype)
+        given = check_finite(baseline.detach().to(device=x.device, dtype=x.dtype), "the baseline")
         if given.shape == shape:
             given = given.expand(n, *shape)
         if given.shape == (n, *shape):
@@ -313,7 +330,7 @@ def integrated_gradients(model, x: torch.Tensor, target, baseline="zeros", steps
     >>> attributions, delta = integrated_gradients(model, x, 285, baseline="black", steps=32,
     ...                                            value_range=preprocess.value_range)
     """
-    x = _checked(model, x, target)
+    x, target = _checked(model, x, target, "Integrated Gradients")
     batch_size = default_batch_size(x.device) if batch_size is None else batch_size
     _check_count("batch_size", batch_size)
     alphas, weights = quadrature(rule, steps)
@@ -334,7 +351,7 @@ def integrated_gradients(model, x: torch.Tensor, target, baseline="zeros", steps
             image = path // per_image
             direction = x[image] - starts[path]
             points = starts[path] + alphas[step].view(-1, 1, 1, 1) * direction
-            g = input_gradients(model, points, target, image).to(accumulate)
+            g = _input_gradients(model, points, target, image).to(accumulate)
             contribution = _rowwise(weights[step], g) * _rowwise(direction.to(accumulate), g) * g
             if attributions is None:
                 attributions = g.new_zeros(n, *g.shape[1:])

@@ -13,6 +13,7 @@ parameters' ``.grad`` is never touched because the course computes gradients wit
 """
 from __future__ import annotations
 
+import os
 import weakref
 from contextlib import contextmanager
 
@@ -21,7 +22,10 @@ from torch import nn
 
 from .layers import resolve_layer
 
-__all__ = ["record", "Recording", "explaining", "model_device", "check_batch"]
+__all__ = ["record", "Recording", "explaining", "model_device", "default_device", "DEVICE_VARIABLE", "check_batch",
+           "check_finite", "require_autograd"]
+
+DEVICE_VARIABLE = "CNN_SEEING_DEVICE"
 
 
 class Recording:
@@ -118,6 +122,25 @@ def model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+def default_device() -> torch.device:
+    """Where :func:`helpers.load_model` and ``preprocess(...)`` put tensors when given no ``device``: the
+    environment variable ``CNN_SEEING_DEVICE`` (``cuda``, ``cuda:1``, ``mps``, ``meta``), else the CPU.
+
+    So one variable moves the notebooks' model and photos with no edit of theirs:
+    ``CNN_SEEING_DEVICE=cuda jupyter lab`` or ``make test DEVICE=cuda``.
+    """
+    name = os.environ.get(DEVICE_VARIABLE, "").strip() or "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"{DEVICE_VARIABLE}={name!r} is not a device PyTorch knows: use cpu, cuda, cuda:1, mps, "
+                         f"or unset it") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"{DEVICE_VARIABLE}={name!r}, but this PyTorch sees no CUDA GPU (a CPU-only build, or no "
+                           "driver): install a CUDA build of torch (README, 'On a GPU') or unset the variable")
+    return device
+
+
 def check_batch(model: nn.Module, x) -> torch.Tensor:
     """``x`` as a float batch ``(N, C, H, W)`` on the model's device and in its dtype, or a clear error."""
     if not isinstance(x, torch.Tensor):
@@ -132,4 +155,33 @@ def check_batch(model: nn.Module, x) -> torch.Tensor:
         raise TypeError(f"expected floating-point pixels, got {x.dtype}; images go through preprocess(...) first")
     reference = next(iter(model.parameters()), None)
     dtype = reference.dtype if reference is not None else x.dtype
-    return x.detach().to(device=model_device(model), dtype=dtype)
+    x = x.detach().to(device=model_device(model), dtype=dtype)
+    if x.is_inference():  # made under torch.inference_mode(): a normal copy can join an autograd graph
+        with torch.inference_mode(False):
+            x = x.clone()
+    return check_finite(x, "x")
+
+
+def check_finite(values: torch.Tensor, what: str) -> torch.Tensor:
+    """``values`` unchanged, or a clear error naming the rows (first index) that hold NaN or ±inf.
+
+    Every method's input goes through here once per call (one read of a flag from the device), never once
+    per chunk. Tensors on the ``meta`` device hold no values and pass.
+    """
+    if values.is_meta or values.numel() == 0 or bool(torch.isfinite(values).all()):
+        return values
+    by_row = values.reshape(values.shape[0] if values.ndim else 1, -1)
+    rows = (~torch.isfinite(by_row)).any(1).nonzero().flatten().tolist()
+    listed = ", ".join(map(str, rows[:10])) + (f" … ({len(rows)} in all)" if len(rows) > 10 else "")
+    raise ValueError(f"{what} holds NaN or infinite values in row(s) {listed} (of {len(by_row)}): no gradient or "
+                     "score is meaningful there. Check how those images were made (a division by a zero "
+                     "std, a failed load) and pass finite values")
+
+
+def require_autograd(method: str):
+    """A plain error when a gradient method is called inside ``torch.inference_mode()``, where PyTorch builds
+    no graph (under ``torch.no_grad()`` the methods turn gradients back on themselves)."""
+    if torch.is_inference_mode_enabled():
+        raise RuntimeError(f"{method} cannot run inside torch.inference_mode(): it needs gradients, and PyTorch "
+                           "records no graph to differentiate there. Call it outside that block; inside "
+                           "torch.no_grad() it works (the helpers turn gradients on where they need them)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import numbers
 import warnings
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .hooks import explaining
+from .hooks import check_batch, default_device, explaining
 
 __all__ = [
     "DATA_DIR", "SAMPLES", "sample_names", "load_image", "Preprocess", "imagenet_labels",
@@ -142,6 +143,8 @@ class Preprocess:
     """Resize the shorter side to ``size``, centre-crop a square, scale to [0, 1], normalise per channel.
 
     ``preprocess(image)`` gives a batch of one; ``preprocess([a, b])`` a batch of several.
+    ``device=None`` puts the batch on :func:`helpers.default_device` (the CPU unless ``CNN_SEEING_DEVICE``
+    names another), where :func:`helpers.load_model` put the model.
     ``preprocess.crop(image)`` is the photo the model actually sees, for overlays;
     ``preprocess.to_image(x)`` undoes the normalisation: ``(N, H, W, 3)`` arrays in [0, 1].
     """
@@ -188,7 +191,7 @@ class Preprocess:
         if isinstance(images, (list, tuple)):
             return torch.cat([self(image, device) for image in images])
         pixels = torch.from_numpy(np.asarray(self.crop(images), dtype=np.float32) / 255).permute(2, 0, 1)
-        return self.normalize(pixels[None]).to(device or "cpu")
+        return self.normalize(pixels[None]).to(default_device() if device is None else device)
 
     def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
         """[0, 1] pixels ``(N, 3, H, W)`` → model input."""
@@ -329,8 +332,14 @@ class TopK:
 
 
 def top_k(model: torch.nn.Module, x: torch.Tensor, k: int = 5) -> TopK:
-    """The model's ``k`` most probable ImageNet classes for each image in the batch ``x``."""
+    """The model's ``k`` most probable ImageNet classes for each image in the batch ``x``, on the model's device
+    (so ``top_k(model, x, 5).indices`` is a target the methods take as it is)."""
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+        raise ValueError(f"k must be a whole number ≥ 1 (how many classes to list per image), got {k!r}")
+    x = check_batch(model, x)
     with explaining(model), torch.no_grad():
         probabilities = model(x).softmax(dim=-1)
-    values, indices = probabilities.topk(k, dim=-1)
-    return TopK(indices.cpu(), values.cpu())
+    if k > probabilities.shape[-1]:
+        raise ValueError(f"k={k}, but the model has only {probabilities.shape[-1]} classes: ask for at most that many")
+    values, indices = probabilities.topk(int(k), dim=-1)
+    return TopK(indices, values)

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .hooks import default_device
 from .images import Preprocess
 from .layers import LayerInfo, explainable_layers, resolve_layer  # re-exported: their home was here
 
@@ -167,7 +168,8 @@ def load_model(name: str = "efficientnet_lite0", weights: str | Path | None = "D
 
     ``weights`` is ``"DEFAULT"`` (pretrained ImageNet weights), ``None`` (random initialisation), or the
     path of a state dict saved with ``torch.save(model.state_dict(), path)``; every file is loaded with
-    ``weights_only=True``, so a checkpoint cannot run code.
+    ``weights_only=True``, so a checkpoint cannot run code. ``device=None`` takes :func:`helpers.default_device`:
+    the CPU unless the environment variable ``CNN_SEEING_DEVICE`` names another.
     """
     if name not in available_models():
         close = difflib.get_close_matches(name, available_models(), n=3, cutoff=0.5)
@@ -184,7 +186,7 @@ def load_model(name: str = "efficientnet_lite0", weights: str | Path | None = "D
         if not path.is_file():
             raise FileNotFoundError(f"no weights file at {path}: pass 'DEFAULT', None, or the path of a saved state dict")
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    return model.to(device or "cpu").eval(), preprocess
+    return model.to(default_device() if device is None else device).eval(), preprocess
 
 
 def _torchvision_model(name: str, weights):

@@ -59,8 +59,19 @@ def noisy_chunks(x: torch.Tensor, noise_level: float, samples: int, batch_size: 
     for start in tqdm(starts, desc=description, disable=not show, leave=False):
         index = torch.arange(start, min(start + batch_size, total), device=x.device) // samples
         draws = torch.randn(len(index), padded, generator=generator, device=device, dtype=x.dtype)
-        noise = draws[:, :per_image].to(x.device).view(-1, *x.shape[1:])
+        noise = _to_device(draws[:, :per_image], x.device).view(-1, *x.shape[1:])
         yield x[index] + sigma[index] * noise, index
+
+
+def _to_device(values: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``values`` on ``device``. From the CPU to a CUDA GPU the copy goes through pinned memory without
+    blocking, so the host draws the next chunk's noise while the GPU still works on this one (a plain
+    copy from pageable memory would wait for the GPU to finish everything queued before it)."""
+    if values.device == device:
+        return values
+    if values.device.type == "cpu" and device.type == "cuda":
+        return values.contiguous().pin_memory().to(device, non_blocking=True)
+    return values.to(device)
 
 
 def seeded(seed: int = 0) -> torch.Generator:
