@@ -24,6 +24,8 @@ from typing import NamedTuple, Sequence
 
 import torch
 
+from .maps import box_mask
+
 __all__ = ["PointingResult", "check_boxes", "box_masks", "pointing_game", "energy_pointing_game"]
 
 
@@ -75,16 +77,9 @@ def check_boxes(boxes: Sequence, size, count: int | None = None) -> list[torch.T
 
 
 def box_masks(boxes: Sequence, size) -> torch.Tensor:
-    """``(N, H, W)`` booleans: the pixels covered by any box of each image."""
-    height, width = size
-    rows, columns = torch.arange(height, dtype=torch.float64), torch.arange(width, dtype=torch.float64)
-    masks = []
-    for box in check_boxes(boxes, size):
-        left, top, right, bottom = (box[:, i, None, None] for i in range(4))
-        inside = ((rows[:, None] + 0.5 >= top) & (rows[:, None] + 0.5 < bottom)  # pixel centres, as the game's points
-                  & (columns + 0.5 >= left) & (columns + 0.5 < right))
-        masks.append(inside.any(0))
-    return torch.stack(masks)
+    """``(N, H, W)`` booleans: the pixels covered by any box of each image (:func:`helpers.maps.box_mask`)."""
+    return torch.stack([torch.stack([box_mask(box.tolist(), size) for box in image_boxes]).any(0)
+                        for image_boxes in check_boxes(boxes, size)])
 
 
 def pointing_game(maps: torch.Tensor, boxes: Sequence, tolerance: float = 15.0) -> PointingResult:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["upsample", "normalize", "box_shares"]
+__all__ = ["upsample", "normalize", "box_mask", "box_shares"]
 
 
 def upsample(maps: torch.Tensor, size) -> torch.Tensor:
@@ -49,26 +49,38 @@ def normalize(maps: torch.Tensor, mode: str = "minmax", percentile: float = 99.0
     return scaled.reshape(maps.shape)
 
 
+def box_mask(box, size, device=None) -> torch.Tensor:
+    """``(H, W)`` booleans: the pixels of an image of ``size`` ``(H, W)`` covered by ``box`` = ``(x0, y0, x1, y1)``.
+
+    Pixel column ``j`` spans ``[j, j + 1)``; a box covers the pixels whose centre lies in it,
+    ``x0 ≤ j + ½ < x1`` (and likewise for rows), so fractional boxes cover whole pixels and two boxes that
+    share an edge share no pixel.
+    """
+    x0, y0, x1, y1 = (float(v) for v in box)
+    height, width = size
+    rows = torch.arange(height, device=device, dtype=torch.float64)[:, None] + 0.5
+    cols = torch.arange(width, device=device, dtype=torch.float64)[None, :] + 0.5
+    return (cols >= x0) & (cols < x1) & (rows >= y0) & (rows < y1)
+
+
 def box_shares(maps: torch.Tensor, boxes, size, power: int = 1) -> torch.Tensor:
     """Share of each map's total (of ``map ** power``) that falls inside each box: ``(..., B)`` for maps
     ``(..., h, w)``. The maps are upsampled to ``size`` (the image the boxes are drawn on) first; a box is
     ``(x0, y0, x1, y1)`` in that image's pixels, or anything with a ``.box`` (:class:`helpers.BoxedObject`),
-    and holds the pixels whose centres lie in it. A constant map gives each box's share of the area.
-    Maps must be non-negative unless ``power`` is even, so that the shares are shares; an all-zero map gives 0.
+    and holds the pixels whose centres lie in it (:func:`box_mask`). A constant map gives each box's share of
+    the area. Maps must be non-negative unless ``power`` is even, so that the shares are shares; an all-zero
+    map gives 0.
     """
     if power % 2 and (maps < 0).any():
         raise ValueError("box_shares needs non-negative maps for an odd power (apply a ReLU, or use power=2)")
     lead = maps.shape[:-2]
     values = upsample(maps.reshape(-1, *maps.shape[-2:]), size).to(torch.float64) ** power
-    height, width = values.shape[-2:]
-    rows = torch.arange(height, device=maps.device, dtype=torch.float64)[:, None] + 0.5
-    cols = torch.arange(width, device=maps.device, dtype=torch.float64)[None, :] + 0.5
     total = values.sum((-2, -1))
     shares = []
     for box in boxes:
         x0, y0, x1, y1 = getattr(box, "box", box)
         if not (x0 < x1 and y0 < y1):
             raise ValueError(f"a box is (x0, y0, x1, y1) with x0 < x1 and y0 < y1, got {(x0, y0, x1, y1)}")
-        inside = (cols >= x0) & (cols < x1) & (rows >= y0) & (rows < y1)
+        inside = box_mask((x0, y0, x1, y1), values.shape[-2:], maps.device)
         shares.append(torch.where(total > 0, (values * inside).sum((-2, -1)) / total.clamp(min=1e-300), 0.0))
     return torch.stack(shares, -1).to(maps.dtype if maps.is_floating_point() else torch.float32).reshape(*lead, len(boxes))
