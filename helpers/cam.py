@@ -237,7 +237,10 @@ def _check_feature_map(model: nn.Module, name: str, activations: torch.Tensor, x
         what = "a 1×1 map: one value per channel and nowhere to point at"
     else:
         what = f"a {activations.ndim}-D tensor, not a stack of feature maps (N, C, h, w)"
-    fitting = [info.name for info in explainable_layers(model, input_size=(1, *x.shape[1:]))]
+    try:
+        fitting = [info.name for info in explainable_layers(model, input_size=(1, *x.shape[1:]))]
+    except Exception:  # noqa: BLE001 -- the examples are a courtesy; the error below must reach the caller
+        fitting = []
     examples = f" (the deepest: {', '.join(map(repr, fitting[-3:]))})" if fitting else ""
     raise ValueError(f"layer {name!r} outputs {shape}, {what}, so it has no map to explain. Choose a layer whose "
                      f"output is a feature map with more than one position: explainable_layers(model) lists "

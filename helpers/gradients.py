@@ -234,7 +234,12 @@ def _value_range(value_range, like: torch.Tensor, baseline: str):
     if value_range is None:
         raise ValueError(f"baseline={baseline!r} needs the range of valid inputs: pass "
                          "value_range=preprocess.value_range (black is not zero once inputs are normalised)")
-    return tuple(torch.as_tensor(v, dtype=like.dtype, device=like.device) for v in value_range)
+    low, high = (torch.as_tensor(v, dtype=like.dtype) for v in value_range)  # checked where given (the CPU)
+    if not (low.is_meta or high.is_meta) and not (torch.isfinite(low).all() and torch.isfinite(high).all()
+                                                  and (high > low).all()):
+        raise ValueError("value_range must hold finite values with low < high in every channel: pass "
+                         "value_range=preprocess.value_range")
+    return low.to(like.device), high.to(like.device)
 
 
 def make_baselines(x: torch.Tensor, baseline="zeros", samples: int = 1, value_range=None,

@@ -78,6 +78,14 @@ def test_a_non_finite_baseline_is_refused_naming_the_image(tiny_cnn, tiny_batch)
         integrated_gradients(tiny_cnn, tiny_batch, 1, baseline=baseline, steps=2)
 
 
+@pytest.mark.parametrize("value_range", [(torch.full((3, 1, 1), float("nan")), torch.ones(3, 1, 1)),
+                                         (torch.ones(3, 1, 1), -torch.ones(3, 1, 1))])
+@pytest.mark.parametrize("baseline", ["black", "uniform"])
+def test_a_baseline_from_a_bad_value_range_is_refused(tiny_cnn, tiny_batch, baseline, value_range):
+    with pytest.raises(ValueError, match="value_range must hold finite values with low < high"):
+        integrated_gradients(tiny_cnn, tiny_batch, 1, baseline=baseline, value_range=value_range, steps=2)
+
+
 # --------------------------------------------------------------------------- #
 # Layers whose output is no feature map
 # --------------------------------------------------------------------------- #
@@ -92,6 +100,11 @@ def test_a_layer_without_a_spatial_map_says_what_it_outputs_and_which_layers_fit
     assert f"layer {layer!r} outputs {shape}, a {what}" in message
     assert "explainable_layers(model)" in message and "'features.3'" in message
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in tiny_cnn.modules())
+
+
+def test_the_layer_message_reaches_a_float64_model_too(tiny_cnn, tiny_batch):
+    with pytest.raises(ValueError, match=r"layer 'fc' outputs \(3, 5\), a 2-D tensor.*explainable_layers"):
+        grad_cam(tiny_cnn.double(), tiny_batch, 1, "fc")
 
 
 @pytest.mark.parametrize("layer, shape", [("fc", "(1, 1000)"), ("flatten", "(1, 1280)"), ("dropout", "(1, 1280)"),

@@ -73,6 +73,8 @@ def method_calls(x, value_range, layer):
         "integrated_gradients": (lambda m: integrated_gradients(m, x, 1, steps=3, batch_size=2).attributions,
                                  tuple(x.shape)),
         "integrated_gradients, delta": (lambda m: integrated_gradients(m, x, grid, steps=2).delta, (n, 2)),
+        "integrated_gradients, no delta": (lambda m: integrated_gradients(m, x, grid, steps=2, delta=False)
+                                           .attributions, (n, 2, *x.shape[1:])),
         "integrated_gradients, black trapezoid": (
             lambda m: integrated_gradients(m, x, 1, baseline="black", value_range=value_range, steps=3,
                                            rule="trapezoid").attributions, tuple(x.shape)),
