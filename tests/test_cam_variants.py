@@ -366,3 +366,23 @@ def test_bad_input_is_refused_with_a_clear_message(tiny_cnn, tiny_batch):
         assert score_cam(tiny_cnn, tiny_batch, 0, "features.1").shape == (3, 12, 12)
         assert eigen_cam(tiny_cnn, tiny_batch, "features.1").shape == (3, 12, 12)
     assert normalize(torch.ones(1, 2, 2)).sum() == 0
+
+
+def test_the_explorer_shows_each_methods_helper_map(lite0):
+    from helpers.widgets import CamVariantsExplorer
+    model, preprocess = lite0
+    explorer = CamVariantsExplorer(model, preprocess, layer="blocks.4", channels=4)
+    explorer.classes.value = 285
+    x = explorer.x
+    expected = {"Grad-CAM": lambda: grad_cam(model, x, 285, "blocks.4"),
+                "HiResCAM": lambda: hires_cam(model, x, 285, "blocks.4"),
+                "XGrad-CAM": lambda: xgrad_cam(model, x, 285, "blocks.4"),
+                "LayerCAM": lambda: layer_cam(model, x, 285, "blocks.4"),
+                "Eigen-CAM": lambda: eigen_cam(model, x, "blocks.4"),
+                "Score-CAM": lambda: score_cam(model, x, 285, "blocks.4", channels=range(4)),
+                "Ablation-CAM": lambda: ablation_cam(model, x, 285, "blocks.4", channels=range(4))}
+    assert set(expected) == set(explorer.METHODS)
+    for method, helper in expected.items():
+        explorer.method.value = method
+        assert_close(explorer.result["map"], helper()[0], rtol=1e-4, atol=1e-6)
+    assert "4 of 40 feature maps" in explorer.status.value

@@ -4,3 +4,4 @@ from .predictions import PredictionExplorer
 from .features import FeatureExplorer
 from .gradients import IntegratedGradientsExplorer, SaliencyExplorer, SmoothGradExplorer
 from .cam import CamExplorer, GradCamExplorer, GradCamPPExplorer
+from .cam_variants import CamVariantsExplorer
