@@ -294,3 +294,6 @@ def deep_dream_row(s: Setup):
                                      octaves=1, generator=generator(), progress=False),
         "limit": lambda: ascent_limit(s, s.x, lambda a: a.pow(2).flatten(1).mean(1)),
         "naive": lambda: naive_deep_dream(s.m, s.x, layer, iterations)}, steps=iterations)]
+
+
+from . import cases_variants  # noqa: E402,F401  notebook 09's rows, registered after these
