@@ -299,6 +299,18 @@ def test_ablation_cam_agrees_with_pytorch_grad_cam_after_a_relu(lite0, photos):
 # --------------------------------------------------------------------------- #
 # The model left as it was; bad input
 # --------------------------------------------------------------------------- #
+def fails_on_second_call():
+    """A callable target that works for the clean pass and raises inside the loop over chunks."""
+    count = []
+
+    def target(logits):
+        count.append(1)
+        if len(count) > 1:
+            raise ValueError("target fails")
+        return logits[:, 0]
+    return target
+
+
 def calls(x):
     return {
         "hires": lambda m: hires_cam(m, x, 0, "features.1"),
@@ -313,6 +325,9 @@ def calls(x):
         "occlusion, bad class": lambda m: occlusion(m, x, 9),
         "ablation forward fails": lambda m: ablation_cam(m, x, 0, "features.1", batch_size=4, channels=[0, 9]),
         "eigen forward fails": lambda m: eigen_cam(m, x[:, :2], "features.1"),
+        "ablation target fails in the loop": lambda m: ablation_cam(m, x, fails_on_second_call(), "features.1"),
+        "score target fails in the loop": lambda m: score_cam(m, x, fails_on_second_call(), "features.1"),
+        "occlusion target fails in the loop": lambda m: occlusion(m, x, fails_on_second_call(), window=4),
     }
 
 
