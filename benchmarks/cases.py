@@ -3,8 +3,8 @@
 A row is one function decorated with ``@row``: it gets the :class:`Setup` of one workload at one batch size
 and returns the method's cases, each a dict of variants (``helper`` and ``limit`` at least; the anchors
 and the notes' loop where they exist) and, per variant, a ``check`` that turns its result into the
-helper's shape so the run can verify that both computed the same thing. Rows run in the order they are
-registered. A row's settings (sample counts, steps) come from the plan, ``setup.plan.get(key, default)``.
+helper's shape so the run can verify that both computed the same thing (``check["helper"]``, where given,
+shapes the helper's own result first). Rows run in the order they are registered. A row's settings (sample counts, steps) come from the plan, ``setup.plan.get(key, default)``.
 """
 from __future__ import annotations
 

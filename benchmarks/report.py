@@ -72,6 +72,10 @@ def markdown(report: dict) -> str:
            "Times are medians per call (per step for the ascent methods); `×limit` is the ratio of medians to the "
            "passes the method cannot avoid; `vs anchor` is helper ÷ the fastest anchor that offers the method; "
            "peak is the rise of resident memory during one call.", "",
+           *[text for u in env.get("updates", []) for text in (
+               f"Rows of {', '.join(u['methods'])} ({', '.join(u['models'])}) measured again {u['date']}: load "
+               f"average {u['load_before']} before, {u['load_after']} after; run `{u['command']}` "
+               f"({u['minutes']:.1f} min).", "")],
            "## Summary: helper time ÷ limit time", "", *summary(report), "", "## Every case", "",
            "| model | N | method | setting | helper ms | limit ms | helper ×limit | anchors ×limit | fastest anchor: helper ÷ it "
            "| naive ×limit | peak MiB helper / limit |",

@@ -42,6 +42,7 @@ import json
 import os
 import platform
 import random
+import shlex
 import sys
 import time
 from datetime import datetime, timezone
@@ -77,7 +78,12 @@ def main(argv=None):
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory pass")
     parser.add_argument("--report", type=Path, help="only write the tables of a recorded results-*.json again")
     parser.add_argument("--out", type=Path, help="directory for results-<device>.json and .md")
+    parser.add_argument("--update", action="store_true",
+                        help="replace only the measured methods' rows in the recorded results-<device>.json in --out "
+                             "(with --models/--methods), keeping the others and saying which rows were measured when")
     args = parser.parse_args(argv)
+    if args.update and not args.out:
+        parser.error("--update needs --out, the directory of the recorded results to update")
 
     if args.report:
         report = json.loads(args.report.read_text())
@@ -138,12 +144,14 @@ def main(argv=None):
             "device": device.type, "torch": torch.__version__, "threads": torch.get_num_threads(),
             "anchors": versions, "load_before": load_before, "load_after": _load(),
             "clock": "wall time (CUDA synchronised)" if device.type == "cuda" else "process CPU time, one thread",
-            "command": "python benchmarks/run.py " + " ".join(sys.argv[1:] if argv is None else argv),
+            "command": "python benchmarks/run.py " + shlex.join(sys.argv[1:] if argv is None else argv),
             "minutes": (time.perf_counter() - started) / 60},
         "plan": {"chunk": config["chunk"], "noise_level": NOISE_LEVEL, "rounds": config["rounds"]},
         "results": rows, "memory_only": memory_only, "explorer": explorer,
     }
-    report["targets"] = targets(rows, explorer)
+    if args.update:
+        report = merged(args.out / f"results-{device.type}.json", report)
+    report["targets"] = targets(report["results"], report["explorer"])
     print("\n".join(["", "Targets:"] + report["targets"]))
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
@@ -151,6 +159,35 @@ def main(argv=None):
         (args.out / f"results-{device.type}.md").write_text(markdown(report))
         print(f"wrote {args.out}/results-{device.type}.json and .md")
     return report
+
+
+def merged(recorded_path: Path, new: dict) -> dict:
+    """The recorded report with the rows of every (model, batch, method) measured in ``new`` replaced by the
+    new ones (in place, so the tables keep their order), and a line in the environment saying so."""
+    recorded = json.loads(recorded_path.read_text())
+    measured = {(r["model"], r["batch"], r["method"]) for r in new["results"] + new["memory_only"]}
+
+    def replace(old_rows, new_rows):
+        out, pending = [], list(new_rows)
+        for row in old_rows:
+            key = (row["model"], row["batch"], row["method"])
+            if key in measured:
+                out += [r for r in pending if (r["model"], r["batch"], r["method"]) == key]
+                pending = [r for r in pending if (r["model"], r["batch"], r["method"]) != key]
+            else:
+                out.append(row)
+        return out + pending
+    recorded["results"] = replace(recorded["results"], new["results"])
+    recorded["memory_only"] = replace(recorded["memory_only"], new["memory_only"])
+    if new["explorer"]:
+        recorded["explorer"] = new["explorer"]
+    env = new["environment"]
+    methods = list(dict.fromkeys(r["method"] for r in new["results"] + new["memory_only"]))
+    recorded["environment"].setdefault("updates", []).append(
+        {"date": env["date"], "methods": methods, "models": sorted({m for m, _, _ in measured}),
+         "load_before": env["load_before"], "load_after": env["load_after"], "command": env["command"],
+         "minutes": env["minutes"], "anchors": env["anchors"]})
+    return recorded
 
 
 def _load() -> str:

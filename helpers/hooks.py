@@ -126,7 +126,7 @@ def default_device() -> torch.device:
     """Where :func:`helpers.load_model` and ``preprocess(...)`` put tensors when given no ``device``: the
     environment variable ``CNN_SEEING_DEVICE`` (``cuda``, ``cuda:1``, ``mps``, ``meta``), else the CPU.
 
-    One variable moves a whole course, notebooks included, without a line of theirs changing:
+    So one variable moves the notebooks' model and photos with no edit of theirs:
     ``CNN_SEEING_DEVICE=cuda jupyter lab`` or ``make test DEVICE=cuda``.
     """
     name = os.environ.get(DEVICE_VARIABLE, "").strip() or "cpu"
@@ -170,9 +170,10 @@ def check_finite(values: torch.Tensor, what: str) -> torch.Tensor:
     """
     if values.is_meta or values.numel() == 0 or bool(torch.isfinite(values).all()):
         return values
-    rows = (~torch.isfinite(values)).flatten(1).any(1).nonzero().flatten().tolist()
+    by_row = values.reshape(values.shape[0] if values.ndim else 1, -1)
+    rows = (~torch.isfinite(by_row)).any(1).nonzero().flatten().tolist()
     listed = ", ".join(map(str, rows[:10])) + (f" … ({len(rows)} in all)" if len(rows) > 10 else "")
-    raise ValueError(f"{what} holds NaN or infinite values in row(s) {listed} (of {len(values)}): no gradient or "
+    raise ValueError(f"{what} holds NaN or infinite values in row(s) {listed} (of {len(by_row)}): no gradient or "
                      "score is meaningful there. Check how those images were made (a division by a zero "
                      "std, a failed load) and pass finite values")
 

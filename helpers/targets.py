@@ -33,10 +33,6 @@ class ClassIndices:
     smallest: int | None
     largest: int | None
 
-    @property
-    def grid(self) -> bool:
-        return self.indices.ndim == 2
-
     def check_range(self, num_classes: int):
         for value in (self.smallest, self.largest):
             if value is not None and not 0 <= value < num_classes:

@@ -30,9 +30,16 @@ def pytest_configure(config):
     if chosen:
         os.environ[DEVICE_VARIABLE] = chosen  # inherited by the notebook kernels nbval starts
     try:
-        default_device()  # a bad name or a missing GPU fails here, once, with the reason
+        device = default_device()  # a bad name or a missing GPU fails here, once, with the reason
     except (ValueError, RuntimeError) as error:
         raise pytest.UsageError(str(error)) from None
+    if device.type == "cuda":
+        # The checks compare float32 results at tolerances set on the CPU; TensorFloat-32, which cuDNN's
+        # convolutions use by default on Ampere and later GPUs, keeps only 10 mantissa bits. Off here and,
+        # through NVIDIA's variable, in the notebook kernels.
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+        os.environ.setdefault("NVIDIA_TF32_OVERRIDE", "0")
 
 
 @pytest.fixture(scope="session")

@@ -142,11 +142,11 @@ def test_fourier_image_round_trips_and_stays_in_range():
 
 
 def test_transform_without_regularisers_is_the_identity_and_otherwise_moves_the_image(tiny_batch):
-    draws = torch.rand(3, 4, generator=seeded())
+    draws = torch.rand(3, 4, generator=seeded()).to(tiny_batch.device)
     assert _transform(tiny_batch, draws, 0, 0, 0) is tiny_batch
     moved = _transform(tiny_batch, draws, 3, 0.1, 10)
     assert moved.shape == tiny_batch.shape and not torch.allclose(moved, tiny_batch)
-    still = _transform(tiny_batch, torch.full((3, 4), 0.5), 3, 0.1, 10)  # u = 0: no shift, zoom 1, angle 0
+    still = _transform(tiny_batch, torch.full((3, 4), 0.5, device=tiny_batch.device), 3, 0.1, 10)  # u = 0: no shift, zoom 1, angle 0
     torch.testing.assert_close(still, tiny_batch, atol=1e-5, rtol=0)
 
 

@@ -188,11 +188,12 @@ def test_quadrature_rules(rule):
 
 @pytest.mark.parametrize("rule", list(RULES))
 def test_integrated_gradients_matches_captum(tiny_cnn, tiny_batch, rule):
-    baseline = torch.randn(3, 3, 12, 12, generator=seeded(2))
+    baseline = torch.randn(3, 3, 12, 12, generator=seeded(2)).to(tiny_batch.device)
     steps = 6
     ours = integrated_gradients(tiny_cnn, tiny_batch, TARGETS, baseline, steps=steps, rule=rule, batch_size=7)
     theirs, their_delta = captum_attr.IntegratedGradients(tiny_cnn).attribute(
-        tiny_batch, baseline, TARGETS, n_steps=steps, method=CAPTUM_RULES[rule], return_convergence_delta=True)
+        tiny_batch, baseline, TARGETS.to(tiny_batch.device), n_steps=steps, method=CAPTUM_RULES[rule],
+        return_convergence_delta=True)
     if rule == "trapezoid":
         # captum 0.9's trapezoid weights are 1/n with halved ends on a grid of spacing 1/(n − 1): they sum to
         # (n − 1)/n, not 1, so its result is ours scaled by (n − 1)/n.
@@ -281,15 +282,15 @@ def test_integrated_gradients_on_the_course_model(lite0, photos):
     derivative), and the delta is its distance from S(x) − S(x′). How fast the delta shrinks with steps
     on this model is measured in notebook 07."""
     model, preprocess = lite0
-    x, black = photos[:1], preprocess.value_range[0].expand(1, 3, 224, 224)
+    x, black = photos[:1], preprocess.value_range[0].expand(1, 3, 224, 224).to(photos.device)
     result = integrated_gradients(model, x, 285, "black", steps=4, value_range=preprocess.value_range)
     alphas, weights = quadrature("gauss-legendre", 4)
-    points = black + torch.tensor(alphas, dtype=x.dtype).view(-1, 1, 1, 1) * (x - black)
+    points = black + torch.tensor(alphas, dtype=x.dtype, device=x.device).view(-1, 1, 1, 1) * (x - black)
     with torch.no_grad():
         _, slopes = torch.func.jvp(lambda z: model(z)[:, 285], (points,), ((x - black).expand_as(points),))
         gap = (model(x)[0, 285] - model(black)[0, 285]).item()
     total = result.attributions.double().sum().item()
-    assert abs(total - (torch.tensor(weights) * slopes.double()).sum().item()) < 1e-4 * slopes.abs().max().item()
+    assert abs(total - (torch.tensor(weights, device=slopes.device) * slopes.double()).sum().item()) < 1e-4 * slopes.abs().max().item()
     assert abs(total - result.delta.item() - gap) < 1e-4 * abs(gap)
 
 

@@ -59,10 +59,10 @@ def test_a_recording_does_not_keep_its_graph_alive(tiny_cnn, tiny_batch):
     assert activations() is None, "the recorded activations (and the graph behind them) were never freed"
 
 
-def test_hooks_are_removed_when_the_body_raises(tiny_cnn):
+def test_hooks_are_removed_when_the_body_raises(tiny_cnn, device):
     with pytest.raises(ZeroDivisionError):
         with explaining(tiny_cnn), record(tiny_cnn, "features.2"):
-            tiny_cnn(torch.randn(1, 3, 8, 8))
+            tiny_cnn(torch.randn(1, 3, 8, 8, device=device))
             1 / 0
     assert no_hooks_left(tiny_cnn)
 
@@ -75,10 +75,10 @@ def test_a_reused_module_is_refused_and_the_hooks_are_still_removed():
     assert no_hooks_left(resnet)
 
 
-def test_repeated_forward_passes_are_allowed(tiny_cnn):
+def test_repeated_forward_passes_are_allowed(tiny_cnn, device):
     with record(tiny_cnn, "features.3") as rec:
-        tiny_cnn(torch.randn(1, 3, 8, 8))
-        tiny_cnn(torch.randn(2, 3, 8, 8))
+        tiny_cnn(torch.randn(1, 3, 8, 8, device=device))
+        tiny_cnn(torch.randn(2, 3, 8, 8, device=device))
     assert rec.activations.shape[0] == 2
 
 

@@ -15,9 +15,9 @@ def test_same_logits_as_the_reference_package(lite0, photos):
     efficientnet_lite_pytorch = pytest.importorskip("efficientnet_lite_pytorch")
     reference = efficientnet_lite_pytorch.EfficientNet.from_name("efficientnet-lite0")
     reference.load_state_dict(torch.load(lite0_weights_path(), weights_only=True))
-    reference.eval()
     model, _ = lite0
-    noise = torch.rand(2, 3, 224, 224, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    reference.eval().to(photos.device)
+    noise = (torch.rand(2, 3, 224, 224, generator=torch.Generator().manual_seed(0)) * 2 - 1).to(photos.device)
     with torch.no_grad():
         for x in (photos, noise):
             assert torch.allclose(model(x), reference(x), atol=1e-5, rtol=0)
