@@ -353,3 +353,4 @@ def randomisation_cascade_row(s: Setup):
         "naive": lambda: naive_randomisation_cascade(m, x, t, explain, layers)},
         check={"helper": lambda result: result.maps, "limit": lambda maps: upsample(maps, x.shape[-2:]),
                "limit+measures": same, "naive": same})]
+from . import cases_variants  # noqa: E402,F401  notebook 09's rows, registered after these

@@ -17,6 +17,8 @@ from .gradients import (IGResult, gradient_moments, input_gradients, integrated_
                         reduce_channels, saliency, smooth_grad)
 from .cam import (CamHead, CamHeadError, LayerPass, cam, cam_head, grad_cam, grad_cam_pp, guided_backprop, guided_grad_cam,
                   guided_relus, smooth_grad_cam_pp)
+from .cam_variants import GRADIENT_VARIANTS, eigen_cam, hires_cam, layer_cam, xgrad_cam
+from .perturbation import PERTURBATION_METHODS, ablation_cam, occlusion, score_cam
 from .evaluate import Curve, deletion, insertion, metric_baseline, perturbation_curve, pixel_ranks, random_maps
 from .evaluate_sanity import CascadeResult, cascade_layers, map_similarity, randomisation_cascade
 from .evaluate_pointing import PointingResult, box_masks, energy_pointing_game, pointing_game

@@ -12,7 +12,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 METHODS = {"Grad-CAM", "Grad-CAM++", "Smooth Grad-CAM++", "saliency", "SmoothGrad", "Integrated Gradients",
-           "activation maximisation", "Deep Dream", "deletion & insertion", "randomisation cascade"}
+           "activation maximisation", "Deep Dream", "deletion & insertion", "randomisation cascade", "HiResCAM",
+           "XGrad-CAM", "LayerCAM", "Eigen-CAM", "Score-CAM", "Ablation-CAM", "Occlusion"}
 
 
 def test_smoke_run_reports_every_method_with_equal_work(tmp_path):

@@ -24,7 +24,9 @@ NOTEBOOKS = REPO / "notebooks"
 ARTIFACTS = REPO / "test-artifacts" / "browser"
 # The control to step where the default (first slider, else a layer drop-down, else the first drop-down)
 # is not the one to try: notebook stem → CSS selector.
-CONTROLS: dict[str, str] = {}
+# The control to step where the default (the first slider) would change nothing the picture shows: notebook
+# 09's first slider is the channel count of Score-CAM and Ablation-CAM, and its explorer starts on LayerCAM.
+CONTROLS: dict[str, str] = {"09_cam_variants": ".camvariants-layer select"}
 
 SELFTEST_CELLS = [
     "import io\nimport ipywidgets as w\nfrom PIL import Image",

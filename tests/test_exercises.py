@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import helpers
-from helpers import exercises, exercises_judging
+from helpers import exercises, exercises_judging, exercises_variants
 from helpers.classroom import CHECK_CALL
 from helpers.exercises import ExerciseError, check_capture
 
@@ -32,11 +32,9 @@ def notebook_solutions():
 
 
 SOLUTIONS = notebook_solutions()
-CHECK_MODULES = (exercises, exercises_judging)  # notebook 08's checks live in a module of their own
-
-
-def check_function(name):
-    return next(getattr(module, name) for module in CHECK_MODULES if name in module.__all__)
+# Each notebook's checks live in helpers.exercises or, for the later notebooks, a module of their own.
+CHECKS = {name: getattr(module, name) for module in (exercises, exercises_judging, exercises_variants)
+          for name in module.__all__ if name.startswith("check_")}
 
 
 def every_mistake():
@@ -54,7 +52,7 @@ def solution(check):
 
 
 def test_every_check_is_used_by_a_notebook_and_every_notebook_from_01_has_one():
-    assert set(SOLUTIONS) == {name for module in CHECK_MODULES for name in module.__all__ if name.startswith("check_")}
+    assert set(SOLUTIONS) == set(CHECKS)
     stems = {stem for stem, _, _ in SOLUTIONS.values()}
     assert stems >= {p.stem for p in (ROOT / "notebooks").glob("0[1-7]_*.ipynb")}
 
@@ -62,7 +60,7 @@ def test_every_check_is_used_by_a_notebook_and_every_notebook_from_01_has_one():
 @pytest.mark.parametrize("check", sorted(SOLUTIONS))
 def test_the_notebook_solution_passes(check, capsys):
     torch.manual_seed(0)
-    check_function(check)(solution(check))
+    CHECKS[check](solution(check))
     assert "✓" in capsys.readouterr().out
 
 
@@ -72,13 +70,13 @@ def test_an_unsolved_exercise_says_not_implemented_yet(check):
         raise NotImplementedError()
 
     with pytest.raises(ExerciseError, match="not implemented yet"):
-        check_function(check)(unsolved)
+        CHECKS[check](unsolved)
 
 
 @pytest.mark.parametrize("check", sorted(SOLUTIONS))
 def test_a_missing_return_is_named(check):
     with pytest.raises(ExerciseError, match="forget the `return`"):
-        check_function(check)(lambda *args: None)
+        CHECKS[check](lambda *args: None)
 
 
 # --------------------------------------------------------------------------- #
@@ -302,6 +300,12 @@ MISTAKES = {
         (lambda m, x, c, b, n: every_ig(m, x, c, b, n)[:, 0], "one attribution per baseline"),
         (lambda m, x, c, b, n: every_ig(m, x, c, b, n), "one attribution per baseline"),
     ],
+    "check_layer_cam_map": [
+        (lambda A, g: (g * A).sum(1).relu(), "HiResCAM"),
+        (lambda A, g: (g.mean(dim=(2, 3), keepdim=True) * A).sum(1).relu(), "Grad-CAM"),
+        (lambda A, g: (g.relu() * A).mean(1), "averaged over the channels"),
+        (lambda A, g: g.relu() * A, "one map per channel"),
+    ],
 }
 
 
@@ -318,7 +322,7 @@ def test_every_check_has_its_mistakes_listed_here_and_in_the_teachers_guide():
                               for check, cases in every_mistake().items() for _, message in cases])
 def test_each_typical_mistake_is_named(check, wrong, message):
     with pytest.raises(ExerciseError, match=message):
-        check_function(check)(wrong)
+        CHECKS[check](wrong)
 
 
 def test_run_check_compares_numbers_with_a_tolerance_and_names_their_mistakes(capsys):

@@ -16,7 +16,7 @@ FLOORS = [
     ("core", {"layers", "hooks", "targets", "maps", "noise", "images", "models", "plot"}),
     ("methods", {"cam", "gradients", "features"}),
     ("widgets", {"widgets"}),
-    ("course", {"exercises", "exercises_judging", "classroom"}),
+    ("course", {"exercises", "exercises_judging", "exercises_variants", "classroom"}),
 ]
 DEFAULT_FLOOR = 1
 

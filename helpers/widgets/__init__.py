@@ -5,3 +5,4 @@ from .features import FeatureExplorer
 from .gradients import IntegratedGradientsExplorer, SaliencyExplorer, SmoothGradExplorer
 from .cam import CamExplorer, GradCamExplorer, GradCamPPExplorer
 from .compare import ComparisonExplorer
+from .cam_variants import CamVariantsExplorer
