@@ -2,8 +2,9 @@
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
+BOOK_STAMP := $(VENV)/.book-installed
 
-.PHONY: setup setup-browser lab test student bench clean
+.PHONY: setup setup-browser lab test student bench book clean
 
 setup: $(STAMP)
 
@@ -30,7 +31,7 @@ setup-browser:
 # PASSIVE: torch's idle threads yield the cores instead of spinning, which matters when a kernel,
 # a browser and pytest share two of them. DEVICE=cuda runs the unit tests' models and the notebooks there.
 DEVICE ?= $(or $(CNN_SEEING_DEVICE),cpu)
-test: setup setup-browser
+test: setup setup-browser $(BOOK_STAMP)
 	OMP_WAIT_POLICY=PASSIVE $(VENV)/bin/python -m pytest --device=$(DEVICE)
 
 # Student copies for a class: solutions blanked, outputs cleared, teacher-only cells removed.
@@ -47,5 +48,14 @@ $(BENCH_STAMP): $(STAMP)
 bench: $(BENCH_STAMP)
 	$(VENV)/bin/python benchmarks/run.py --out benchmarks/results
 
+# The course as a website in build/book/html (book/build.py): every notebook executed, outputs cached by
+# jupyter-cache in build/book/jupyter_cache until a notebook, helpers/ or data/ change.
+$(BOOK_STAMP): $(STAMP)
+	$(VENV)/bin/python -m pip install --quiet -e ".[test,book]"
+	touch $(BOOK_STAMP)
+
+book: $(BOOK_STAMP)
+	OMP_WAIT_POLICY=PASSIVE $(VENV)/bin/python book/build.py --out build/book
+
 clean:
-	rm -rf $(VENV) student test-artifacts
+	rm -rf $(VENV) student test-artifacts build
