@@ -4,6 +4,12 @@ with the helpers, and say in plain words what is wrong.
 Every check follows one pattern: call the learner's function (a ``NotImplementedError`` means the
 exercise is still open), compare with the reference, and if it differs, compare with the typical
 mistakes one by one so the message can name the mistake instead of just "wrong answer".
+
+The checks run on the CPU by design, whatever device the notebook's model is on (``CNN_SEEING_DEVICE``): each
+builds its own small random network and CPU tensors, calls the learner's function on those, and compares on the
+CPU (a result the learner moved to a GPU is brought back first). So a check never mixes devices with the
+notebook, and its tolerances hold without TensorFloat-32 or GPU rounding. Whether the learner's code would also
+run on a GPU is not checked here; the notebooks' own solutions make their tensors on their input's device.
 """
 from __future__ import annotations
 
