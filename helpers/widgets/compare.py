@@ -126,9 +126,10 @@ class ComparisonExplorer(_CamFamilyExplorer):
             ax.set_xlabel("fraction of pixels changed", fontsize=8)
             ax.set_ylabel("class probability", fontsize=8)
             ax.tick_params(labelsize=7)
-        axes[curves + 1].legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.05, 1.0), ncol=2)
         for ax in axes[curves + 2:]:
             ax.set_axis_off()
+        axes[curves + 2].legend(*axes[curves + 1].get_legend_handles_labels(), fontsize=6, loc="center left",
+                                ncol=2)
         fig.tight_layout()
         return fig
 
