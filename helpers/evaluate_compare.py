@@ -7,7 +7,12 @@ Notebook 08's ranking and the comparison explorer share this one recipe, so both
 - **saliency**, **SmoothGrad** and **Guided Grad-CAM**: input-space gradients, channels combined by
   max |·| (how strongly a pixel matters, Simonyan et al.'s reduction);
 - **Integrated Gradients**: summed over channels, signed (its completeness makes the sign meaningful:
-  negative pixels speak against the class, and the curves change them last).
+  negative pixels speak against the class, and the curves change them last);
+- notebook 09's methods: **HiResCAM**, **XGrad-CAM**, **LayerCAM** from the same forward pass as Grad-CAM,
+  **Eigen-CAM** (no class), and the perturbation methods at their cost settings: **Score-CAM** on every
+  ⌈C / ``score_cam_channels_at_most``⌉-th channel of the layer (32 of 1280 at ``head.act``: channels 0, 40, 80, …),
+  **Ablation-CAM** on every channel, ``ablation_batch_size`` ablated copies per forward pass of the rest
+  of the network, and **Occlusion** with a ``occlusion_window`` patch every ``occlusion_stride`` pixels.
 """
 from __future__ import annotations
 
@@ -16,32 +21,45 @@ from typing import NamedTuple
 import torch
 
 from .cam import LayerPass, cam, guided_backprop, smooth_grad_cam_pp
+from .cam_variants import GRADIENT_VARIANTS, eigen_cam
 from .evaluate import Curve, deletion, insertion
 from .gradients import integrated_gradients, reduce_channels, saliency, smooth_grad
 from .maps import upsample
+from .perturbation import ablation_cam, occlusion, score_cam
 
-__all__ = ["METHODS", "LAYER_METHODS", "method_maps", "Scores", "score_maps"]
+__all__ = ["METHODS", "LAYER_METHODS", "method_maps", "score_cam_channels", "Scores", "score_maps"]
 
 METHODS = ("CAM", "Grad-CAM", "Grad-CAM++", "Smooth Grad-CAM++", "saliency", "SmoothGrad", "Integrated Gradients",
-           "Guided Grad-CAM")
-LAYER_METHODS = ("Grad-CAM", "Grad-CAM++", "Smooth Grad-CAM++", "Guided Grad-CAM")  # the layer control applies
+           "Guided Grad-CAM", *GRADIENT_VARIANTS, "Eigen-CAM", "Score-CAM", "Ablation-CAM", "Occlusion")
+LAYER_METHODS = ("Grad-CAM", "Grad-CAM++", "Smooth Grad-CAM++", "Guided Grad-CAM", *GRADIENT_VARIANTS,  # the layer
+                 "Eigen-CAM", "Score-CAM", "Ablation-CAM")                                            # control applies
+PASS_METHODS = ("Grad-CAM", "Grad-CAM++", "Guided Grad-CAM", *GRADIENT_VARIANTS, "Score-CAM")  # use the layer pass
+
+
+def score_cam_channels(count: int, at_most: int) -> range:
+    """Score-CAM's channel subset: every ⌈count / at_most⌉-th of a layer's ``count`` channels, from channel 0
+    (a rule that depends on neither the photo nor the class, so all photos and classes use the same maps)."""
+    return range(0, count, -(-count // at_most))
 
 
 def method_maps(model, x: torch.Tensor, target, layer="head.act", *, methods=METHODS, samples: int = 8,
                 steps: int = 16, value_range=None, seed: int = 0, batch_size: int | None = None,
-                layer_pass: LayerPass | None = None) -> dict[str, torch.Tensor]:
+                layer_pass: LayerPass | None = None, score_cam_channels_at_most: int = 32,
+                ablation_batch_size: int = 256, occlusion_window: int = 56,
+                occlusion_stride: int = 56) -> dict[str, torch.Tensor]:
     """``{method: maps (N, h, w)}`` for one class per image (``target``), in :data:`METHODS`' order.
 
     ``samples`` noisy copies for SmoothGrad and Smooth Grad-CAM++ (σ = 0.15 × range, seeded with ``seed``),
     ``steps`` Gauss–Legendre points for Integrated Gradients, from the black image when ``value_range``
     (``preprocess.value_range``) is given, else from zeros. ``layer_pass`` reuses a forward pass at
-    ``layer`` already made for this ``x`` (the explorer keeps one).
+    ``layer`` already made for this ``x`` (the explorer keeps one). The last four set the perturbation
+    methods' cost (see the module's docstring).
     """
     unknown = [name for name in methods if name not in METHODS]
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}: choose from {', '.join(METHODS)}")
     run = layer_pass
-    if any(name in methods for name in ("Grad-CAM", "Grad-CAM++", "Guided Grad-CAM")) and run is None:
+    if any(name in methods for name in PASS_METHODS) and run is None:
         run = LayerPass(model, x, layer)
     generator = lambda: torch.Generator().manual_seed(seed)  # noqa: E731  a fresh one per method: same noise
     compute = {
@@ -58,6 +76,14 @@ def method_maps(model, x: torch.Tensor, target, layer="head.act", *, methods=MET
             batch_size=batch_size, progress=False).attributions, "sum"),
         "Guided Grad-CAM": lambda: reduce_channels(guided_backprop(model, x, target)
                                                    * upsample(run.grad_cam(target), x.shape[-2:]).unsqueeze(-3)),
+        **{name: (lambda variant=variant: variant(run, target)) for name, variant in GRADIENT_VARIANTS.items()},
+        "Eigen-CAM": lambda: eigen_cam(model, x, layer),
+        "Score-CAM": lambda: score_cam(model, x, target, layer, batch_size=batch_size, progress=False,
+                                       channels=score_cam_channels(run.activations.shape[1],
+                                                                   score_cam_channels_at_most)),
+        "Ablation-CAM": lambda: ablation_cam(model, x, target, layer, batch_size=ablation_batch_size, progress=False),
+        "Occlusion": lambda: occlusion(model, x, target, window=occlusion_window, stride=occlusion_stride,
+                                       batch_size=batch_size, progress=False),
     }
     return {name: compute[name]().detach() for name in METHODS if name in methods}
 

@@ -6,6 +6,10 @@ The maps come from :func:`helpers.evaluate_compare.method_maps`, the scores from
 pass at the chosen layer is cached per photo (as in the other CAM explorers), the maps per class and
 layer, and the curves per class, layer and baseline, so changing only the baseline recomputes only
 the curves, and a layer change recomputes only the methods that have a layer.
+
+The perturbation methods run at the comparison's cost settings (``score_cam_channels``: Score-CAM on every
+⌈C/32⌉-th channel, 32 forward passes; Ablation-CAM on every channel; Occlusion with a 56-pixel patch every
+56 pixels, a 4 × 4 grid of 16 forward passes at 224 × 224), stated in the status line.
 """
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ import ipywidgets as w
 import torch
 
 from ..evaluate import random_maps
-from ..evaluate_compare import LAYER_METHODS, METHODS, method_maps, score_maps
+from ..evaluate_compare import LAYER_METHODS, METHODS, method_maps, score_cam_channels, score_maps
 from ..images import imagenet_labels
 from ..plot import overlay
 from .cam import _activation_layers, _CamFamilyExplorer, _layer_dropdown
@@ -41,9 +45,12 @@ class ComparisonExplorer(_CamFamilyExplorer):
     name = "compare"
 
     def __init__(self, model, preprocess, picker=None, layer: str = "head.act", layers=None, steps: int = 8,
-                 samples: int = 4, seed: int = 0):
+                 samples: int = 4, seed: int = 0, score_cam_channels_at_most: int = 32, occlusion_window: int = 56,
+                 occlusion_stride: int = 56):
         self._layers, self._layer = layers or _activation_layers(model), layer
         self.steps, self.samples, self.seed = steps, samples, seed
+        self.costs = dict(score_cam_channels_at_most=score_cam_channels_at_most, occlusion_window=occlusion_window,
+                          occlusion_stride=occlusion_stride)
         super().__init__(model, preprocess, picker)
 
     def controls(self):
@@ -67,7 +74,7 @@ class ComparisonExplorer(_CamFamilyExplorer):
         layer = self.layer.value
         free_key, layer_key = (target, None), (target, layer)
         options = dict(samples=self.samples, steps=self.steps, value_range=self.preprocess.value_range,
-                       seed=self.seed)
+                       seed=self.seed, **self.costs)
         if free_key not in self._maps:
             free = [name for name in METHODS if name not in LAYER_METHODS]
             self._maps[free_key] = method_maps(self.model, self.x, target, layer, methods=free, **options)
@@ -86,25 +93,31 @@ class ComparisonExplorer(_CamFamilyExplorer):
         removed, inserted = BASELINE_CHOICES[self.baseline.value]
         scores = score_maps(self.model, self.x, maps, target, steps=self.steps, deletion_baseline=removed,
                             insertion_baseline=inserted, value_range=self.preprocess.value_range)
-        return {"maps": {name: m[0] for name, m in maps.items()}, "scores": scores}
+        total = self._pass(self.layer.value).activations.shape[1]
+        chosen = score_cam_channels(total, self.costs["score_cam_channels_at_most"])
+        window, stride = self.costs["occlusion_window"], self.costs["occlusion_stride"]
+        costs = (f"Score-CAM on {len(chosen)} of {total} channels (every {chosen.step}. from 0) · Ablation-CAM on all "
+                 f"{total} · Occlusion: {window}-pixel patches every {stride} pixels")
+        return {"maps": {name: m[0] for name, m in maps.items()}, "scores": scores, "costs": costs}
 
     def draw(self, result):
         import matplotlib.pyplot as plt
 
-        fig, axes = plt.subplots(3, 4, figsize=(11, 8.8))
+        fig, axes = plt.subplots(4, 5, figsize=(13.5, 11.5))
         c = self.classes.value
         fig.suptitle(f"{imagenet_labels()[c]} ({c}) · layer {self.layer.value} · {self.baseline.value}", fontsize=10)
         axes = axes.flat
         axes[0].imshow(self.crop)
         axes[0].set_title("the photo the model sees", fontsize=9)
         axes[0].set_axis_off()
-        for ax, name in zip(axes[1:9], METHODS):
+        for ax, name in zip(axes[1:1 + len(METHODS)], METHODS):
             scores, heat = result["scores"][name], result["maps"][name]
             fine = heat.shape[-2:] == self.x.shape[-2:]  # pixel maps: a few extreme pixels would wash out min–max
             overlay(self.crop, heat.abs() if fine else heat, ax=ax, scale="percentile" if fine else "minmax",
-                    title=f"{name}\ndeletion {scores.deletion.auc.item():.3f} · "
-                          f"insertion {scores.insertion.auc.item():.3f}")
-        for ax, kind, better in [(axes[9], "deletion", "lower"), (axes[10], "insertion", "higher")]:
+                    title=f"{name}\ndel. {scores.deletion.auc.item():.3f} · "
+                          f"ins. {scores.insertion.auc.item():.3f}")
+        curves = len(METHODS) + 1
+        for ax, kind, better in [(axes[curves], "deletion", "lower"), (axes[curves + 1], "insertion", "higher")]:
             for name, scores in result["scores"].items():
                 curve = getattr(scores, kind)
                 ax.plot(curve.fractions.cpu(), curve.probabilities[0].cpu(), label=name,
@@ -113,8 +126,10 @@ class ComparisonExplorer(_CamFamilyExplorer):
             ax.set_xlabel("fraction of pixels changed", fontsize=8)
             ax.set_ylabel("class probability", fontsize=8)
             ax.tick_params(labelsize=7)
-        axes[10].legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.05, 1.0))
-        axes[11].set_axis_off()
+        for ax in axes[curves + 2:]:
+            ax.set_axis_off()
+        axes[curves + 2].legend(*axes[curves + 1].get_legend_handles_labels(), fontsize=6, loc="center left",
+                                ncol=2)
         fig.tight_layout()
         return fig
 
@@ -122,4 +137,4 @@ class ComparisonExplorer(_CamFamilyExplorer):
         scores = result["scores"]
         references = " · ".join(f"{name}: deletion {scores[name].deletion.auc.item():.3f}, "
                                 f"insertion {scores[name].insertion.auc.item():.3f}" for name in REFERENCES)
-        return f"{super().describe(result)} · {references}"
+        return f"{super().describe(result)} · {references} · {result['costs']}"
