@@ -22,7 +22,7 @@ import pytest
 import torch
 
 from helpers.hooks import DEVICE_VARIABLE
-from test_exercises import SOLUTIONS, check_function, solution
+from test_exercises import CHECKS, SOLUTIONS, solution
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -123,5 +123,5 @@ def test_the_static_check_tells_cpu_values_from_results():
 def test_the_exercise_checks_run_on_the_cpu_whatever_the_notebooks_device(check, monkeypatch, capsys):
     monkeypatch.setenv(DEVICE_VARIABLE, "meta")  # the notebook's model and photos would be where nothing is readable
     torch.manual_seed(0)
-    check_function(check)(solution(check))
+    CHECKS[check](solution(check))
     assert "✓" in capsys.readouterr().out
