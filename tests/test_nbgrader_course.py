@@ -131,7 +131,7 @@ def test_bad_hand_ins_get_a_clear_line_and_the_others_are_still_graded(course):
     hand_in(course, "gus", a, good)
 
     out = io.StringIO()
-    rows = grade(course, [a], timeout=60, out=out)  # per cell: margin for a busy machine, short for the loop
+    rows = grade(course, [a], timeout=60, out=out)  # s per cell
     text = out.getvalue()
     lines = {s: [r["message"] for r in rows if r["student"] == s and not r["cell"]] for s in "carol dan eve fay gus".split()}
     assert any("is not a Jupyter notebook" in line for line in lines["carol"]), text
