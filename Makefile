@@ -34,9 +34,15 @@ DEVICE ?= $(or $(CNN_SEEING_DEVICE),cpu)
 test: setup setup-browser $(BOOK_STAMP)
 	OMP_WAIT_POLICY=PASSIVE $(VENV)/bin/python -m pytest --device=$(DEVICE)
 
-# Student copies for a class: solutions blanked, outputs cleared, teacher-only cells removed.
-student: setup
-	$(VENV)/bin/python -m helpers.classroom student notebooks student
+# The nbgrader course in course/ (TEACHING.md): source/<notebook>/ from notebooks/, then nbgrader
+# generate_assignment writes the student copies to course/release/. nbgrader calls alembic through PATH.
+CLASSROOM_STAMP := $(VENV)/.classroom-installed
+$(CLASSROOM_STAMP): $(STAMP)
+	$(VENV)/bin/python -m pip install --quiet -e ".[test,classroom]"
+	touch $(CLASSROOM_STAMP)
+
+student: $(CLASSROOM_STAMP)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/python -m helpers.classroom student --course course
 
 # Speed against the passes each method needs and against captum, torchcam and pytorch-grad-cam
 # (benchmarks/README.md); the table lands in benchmarks/results/.
@@ -58,4 +64,4 @@ book: $(BOOK_STAMP)
 	OMP_WAIT_POLICY=PASSIVE $(VENV)/bin/python book/build.py --out build/book
 
 clean:
-	rm -rf $(VENV) student test-artifacts build
+	rm -rf $(VENV) course student test-artifacts build

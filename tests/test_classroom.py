@@ -1,34 +1,15 @@
-"""Classroom mode: student copies, nbgrader metadata, and grading of handed-in notebooks."""
-import io
+"""Classroom mode: the teacher's notebooks as an nbgrader source, and the student copies nbgrader makes of them."""
+import copy
+import re
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from helpers.classroom import (CHECK_CALL, blank_solutions, check_results, crashed_cells, grade, run_notebook,
-                               student_notebook, write_student_copies)
+from helpers.classroom import CHECK_CALL, DropTeacherOnly, generate, hand_in_problems, mark_notebook
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-
-
-def test_solutions_are_blanked_keeping_indentation():
-    source = "def f(x):\n    ### BEGIN SOLUTION\n    y = x + 1\n    return y\n    ### END SOLUTION\n\nprint(f)"
-    assert blank_solutions(source) == "def f(x):\n    # YOUR CODE HERE\n    raise NotImplementedError()\n\nprint(f)"
-    with pytest.raises(ValueError, match="unbalanced"):
-        blank_solutions("### BEGIN SOLUTION\nx = 1\n")
-
-
-def test_teacher_cells_outputs_and_widget_state_are_removed():
-    teacher = nbformat.v4.new_notebook(metadata={"widgets": {"state": {}}}, cells=[
-        nbformat.v4.new_code_cell("answer = 42", metadata={"tags": ["teacher-only"]}),
-        nbformat.v4.new_code_cell("x = 1", outputs=[nbformat.v4.new_output("stream", text="1")], execution_count=3),
-        nbformat.v4.new_markdown_cell("### BEGIN SOLUTION is only code"),
-    ])
-    student = student_notebook(teacher)
-    assert [c["source"] for c in student["cells"]] == ["x = 1", "### BEGIN SOLUTION is only code"]
-    assert student["cells"][0]["outputs"] == [] and student["cells"][0]["execution_count"] is None
-    assert "widgets" not in student["metadata"] and "widgets" in teacher["metadata"]
 
 
 def test_every_notebook_ends_with_exercises_that_have_solutions_and_notes_for_the_teacher():
@@ -40,64 +21,113 @@ def test_every_notebook_ends_with_exercises_that_have_solutions_and_notes_for_th
         assert "teacher-only" in last.metadata.get("tags", []) and "For the teacher" in last.source, path.name
 
 
+def test_teacher_only_cells_are_dropped_by_the_preprocessor():
+    notebook = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("answers", metadata={"tags": ["teacher-only"]}),
+        nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["explorer"]}),
+    ])
+    kept, _ = DropTeacherOnly()(notebook, {})
+    assert [c.source for c in kept.cells] == ["x = 1"]
+
+
 # --------------------------------------------------------------------------- #
-# nbgrader can take the teacher's notebooks as they are
+# A valid nbgrader source
 # --------------------------------------------------------------------------- #
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_solutions_and_checks_carry_nbgrader_metadata(path):
-    cells = nbformat.read(path, as_version=4).cells
+def test_notebook_carries_complete_nbgrader_metadata(path):
+    notebook = nbformat.read(path, as_version=4)
+    assert not mark_notebook(copy.deepcopy(notebook)), \
+        f"{path.name} lacks nbgrader metadata: run `python -m helpers.classroom mark {path.relative_to(ROOT)}`"
+    cells = notebook.cells
     ids = [c.metadata["nbgrader"]["grade_id"] for c in cells if "nbgrader" in c.metadata]
     assert len(ids) == len(set(ids)), f"{path.name}: nbgrader grade_ids repeat: {ids}"
     for index, cell in enumerate(cells):
+        meta = cell.metadata.get("nbgrader", {})
         if "### BEGIN SOLUTION" in cell.source:
-            assert cell.metadata.get("nbgrader", {}).get("solution") is True, f"{path.name} cell {index}"
+            assert meta.get("solution") is True, f"{path.name} cell {index}"
             check = cells[index + 1]
             assert CHECK_CALL.search(check.source), f"{path.name}: no check follows the solution in cell {index}"
-            assert check.metadata["nbgrader"]["grade"] is True and check.metadata["nbgrader"]["points"] > 0
+            check_meta = check.metadata["nbgrader"]
+            assert check_meta["grade"] and check_meta["locked"] and check_meta["points"] > 0
+        if re.search(r"\*\*\d+\.\s*\((predict|open)", cell.source):
+            answers = [c for c in cells[index + 1:] if c.metadata.get("nbgrader", {}).get("grade_id", "").startswith("answer-")]
+            assert answers and answers[0].cell_type == "markdown", f"{path.name}: no answer cell after cell {index}"
+            meta = answers[0].metadata["nbgrader"]
+            assert meta["solution"] and meta["grade"] and meta["points"] > 0 and not meta["locked"]
+    # tests are graded by code, answers by hand, set-up and questions are read-only
+    assert cells[next(i for i, c in enumerate(cells) if c.cell_type == "code")].metadata["nbgrader"]["locked"]
+
+
+def test_mark_adds_answer_and_read_only_cells_once():
+    notebook = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("import torch"),
+        nbformat.v4.new_markdown_cell("## Exercises\n\n**1. (warm-up)** write f"),
+        nbformat.v4.new_markdown_cell("**2. (predict, then check)** what happens?"),
+        nbformat.v4.new_code_cell("prediction = None"),
+        nbformat.v4.new_markdown_cell("**3. (open)** explore"),
+        nbformat.v4.new_markdown_cell("notes", metadata={"tags": ["teacher-only"]}),
+    ])
+    assert mark_notebook(notebook)
+    grade_ids = [c.metadata.get("nbgrader", {}).get("grade_id") for c in notebook.cells]
+    assert grade_ids == ["setup", "question-1", "question-2", None, "answer-2", "question-3", "answer-3", None]
+    assert [c.metadata["nbgrader"]["points"] for c in notebook.cells if c.id.startswith("answer-")] == [1, 2]
+    assert not mark_notebook(notebook)
+
+
+def test_hand_in_checks_name_what_is_wrong(tmp_path):
+    source = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("def f(): ...", metadata={"nbgrader": {"grade_id": "f", "solution": True}}),
+        nbformat.v4.new_code_cell("check(f)", metadata={"nbgrader": {"grade_id": "t", "grade": True, "points": 1}}),
+    ])
+    nbformat.write(source, tmp_path / "source.ipynb")
+    (tmp_path / "broken.ipynb").write_text("{not json")
+    assert "not a Jupyter notebook" in hand_in_problems(tmp_path / "broken.ipynb", tmp_path / "source.ipynb")[0][0]
+    assert hand_in_problems(tmp_path / "missing.ipynb", tmp_path / "source.ipynb") == (
+        ["source.ipynb was not handed in (0 points)"], False)
+    swapped = copy.deepcopy(source)
+    swapped.cells.reverse()
+    nbformat.write(swapped, tmp_path / "swapped.ipynb")
+    problems, gradable = hand_in_problems(tmp_path / "swapped.ipynb", tmp_path / "source.ipynb")
+    assert gradable and problems == ["swapped.ipynb: test cells moved out of order: t; they ran where the learner put them"]
+    nbformat.write(source, tmp_path / "fine.ipynb")
+    assert hand_in_problems(tmp_path / "fine.ipynb", tmp_path / "source.ipynb") == ([], True)
 
 
 # --------------------------------------------------------------------------- #
-# The student copies run, and stop only at the checks
+# The student copies nbgrader writes run, and stop only at the checks
 # --------------------------------------------------------------------------- #
 @pytest.fixture(scope="module")
-def student_dir(tmp_path_factory):
-    target = tmp_path_factory.mktemp("student")
-    write_student_copies(ROOT / "notebooks", target)
-    return target
+def released(tmp_path_factory):
+    pytest.importorskip("nbgrader", reason="nbgrader is in the `classroom` and `test` extras")
+    course = tmp_path_factory.mktemp("course")
+    return {path.name: path for path in generate(course, NOTEBOOKS)}
+
+
+def _execute(path: Path):
+    from nbclient import NotebookClient
+
+    notebook = nbformat.read(path, as_version=4)
+    NotebookClient(notebook, timeout=900, allow_errors=True, kernel_name="python3",
+                   resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
+    return notebook
+
+
+def _error(cell):
+    return next((o for o in cell.get("outputs", []) if o["output_type"] == "error"), None)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_student_copy_reaches_every_check_with_the_not_implemented_message(path, student_dir):
-    copy = (student_dir / path.name).read_text()
-    assert "### BEGIN SOLUTION" not in copy and "teacher-only" not in copy and "For the teacher" not in copy
-    executed = run_notebook(student_dir / path.name)
-    results = check_results(executed)
-    assert results, f"{path.name}: no exercise check found"
-    assert all(r.status == "not implemented" for r in results), \
-        [f"cell {r.cell} {r.check}: {r.status} {r.message[:200]}" for r in results if r.status != "not implemented"]
-    assert not crashed_cells(executed), f"{path.name}: cells other than the checks crashed: {crashed_cells(executed)}"
-
-
-# --------------------------------------------------------------------------- #
-# Grading what students hand back
-# --------------------------------------------------------------------------- #
-def test_grade_reports_passed_not_implemented_and_the_named_mistake(tmp_path):
-    def handed_in(name, body):
-        notebook = nbformat.v4.new_notebook(cells=[
-            nbformat.v4.new_code_cell(f"def grad_cam_map(activations, gradients):\n    {body}"),
-            nbformat.v4.new_code_cell("from helpers.exercises import check_grad_cam_map\n\n"
-                                      "check_grad_cam_map(grad_cam_map)"),
-            nbformat.v4.new_code_cell("print('after the check')"),
-        ])
-        nbformat.write(notebook, tmp_path / name)
-        return tmp_path / name
-
-    solved = handed_in("solved.ipynb", "return (gradients.mean(dim=(2, 3), keepdim=True) * activations).sum(1).relu()")
-    open_ = handed_in("open.ipynb", "raise NotImplementedError()")
-    no_relu = handed_in("no_relu.ipynb", "return (gradients.mean(dim=(2, 3), keepdim=True) * activations).sum(1)")
-    report = io.StringIO()
-    rows = grade([solved, open_, no_relu], tmp_path / "grades.csv", out=report)
-    assert [r["status"] for r in rows] == ["passed", "not implemented", "failed"]
-    assert "ReLU" in rows[2]["message"]
-    assert "1 of 1 checks passed" in report.getvalue() and "0 of 1 checks passed" in report.getvalue()
-    assert (tmp_path / "grades.csv").read_text().count("check_grad_cam_map") == 3
+def test_student_copy_reaches_every_check_with_the_not_implemented_message(path, released):
+    copy_text = released[path.name].read_text()
+    assert "### BEGIN SOLUTION" not in copy_text and "teacher-only" not in copy_text
+    assert "For the teacher" not in copy_text
+    executed = _execute(released[path.name])
+    checks = [c for c in executed.cells if c.cell_type == "code" and CHECK_CALL.search(c.source)]
+    assert checks, f"{path.name}: no exercise check found"
+    for cell in checks:
+        error = _error(cell)
+        assert error and error["ename"] == "ExerciseError" and "not implemented yet" in error["evalue"], \
+            f"{path.name}: {cell.source[:60]!r} gave {error and error['evalue'][:200]}"
+    crashed = [(i, _error(c)["evalue"][:200]) for i, c in enumerate(executed.cells)
+               if c.cell_type == "code" and c not in checks and _error(c)]
+    assert not crashed, f"{path.name}: cells other than the checks crashed: {crashed}"
