@@ -12,6 +12,7 @@ from conftest import TinyCNN
 from helpers import input_gradients, noisy_chunks, upsample
 from helpers.cam import (CamHeadError, LayerPass, cam, cam_head, grad_cam, grad_cam_pp, guided_backprop,
                          guided_grad_cam, smooth_grad_cam_pp)
+from model_state import ModelState, no_hooks_left
 
 
 # --------------------------------------------------------------------------- #
@@ -46,11 +47,6 @@ def reference_grad_cam_pp(A, d1, d2, d3):
                 alpha = d2[k, i, j] / denominator if denominator != 0 else 0.0
                 weights[k] += alpha * max(d1[k, i, j], 0.0)
     return np.maximum(np.tensordot(weights, A, axes=1), 0)
-
-
-def no_hooks_left(model):
-    return all(not m._forward_hooks and not m._forward_pre_hooks and not m._backward_hooks
-               and not m._backward_pre_hooks for m in model.modules())
 
 
 @pytest.fixture(scope="module")
@@ -404,20 +400,14 @@ def test_hooks_grads_and_flags_are_restored_after_normal_and_raising_calls(name,
     model = TinyCNN(inplace=True).train()
     model.features[0].eval()
     model.features[2].weight.requires_grad_(False)
-    training = [m.training for m in model.modules()]
-    requires_grad = [p.requires_grad for p in model.parameters()]
-    before = {k: v.clone() for k, v in model.state_dict().items()}
+    state = ModelState(model)
     try:
         calls(tiny_batch)[name](model)
     except (ValueError, RuntimeError):
         assert "bad class" in name or "fails" in name
     else:
         assert "bad class" not in name and "fails" not in name
-    assert no_hooks_left(model)
-    assert all(p.grad is None for p in model.parameters())
-    assert [m.training for m in model.modules()] == training
-    assert [p.requires_grad for p in model.parameters()] == requires_grad
-    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    state.assert_unchanged(model)
 
 
 def test_results_live_on_the_models_device_and_dtype_even_under_no_grad(tiny_cnn, tiny_batch):

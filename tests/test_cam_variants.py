@@ -11,10 +11,7 @@ from conftest import TinyCNN
 from helpers import (ablation_cam, cam, eigen_cam, grad_cam, hires_cam, layer_cam, normalize, occlusion, score_cam,
                      upsample, xgrad_cam)
 from helpers.hooks import explaining, record
-
-
-def no_hooks_left(model):
-    return all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+from model_state import ModelState, no_hooks_left
 
 
 def assert_close(a, b, rtol=1e-5, atol=1e-6):
@@ -336,20 +333,14 @@ def test_hooks_grads_and_flags_are_restored_after_normal_and_raising_calls(name,
     torch.manual_seed(0)
     model = TinyCNN(inplace=True).train().to(tiny_batch.device)
     model.features[2].weight.requires_grad_(False)
-    training = [m.training for m in model.modules()]
-    requires_grad = [p.requires_grad for p in model.parameters()]
-    before = {k: v.clone() for k, v in model.state_dict().items()}
+    state = ModelState(model)
     try:
         calls(tiny_batch)[name](model)
     except (ValueError, RuntimeError):
         assert "bad class" in name or "fails" in name
     else:
         assert "bad class" not in name and "fails" not in name
-    assert no_hooks_left(model)
-    assert all(p.grad is None for p in model.parameters())
-    assert [m.training for m in model.modules()] == training
-    assert [p.requires_grad for p in model.parameters()] == requires_grad
-    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    state.assert_unchanged(model)
 
 
 def test_bad_input_is_refused_with_a_clear_message(tiny_cnn, tiny_batch):

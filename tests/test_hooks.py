@@ -4,10 +4,7 @@ import torch
 import torchvision
 
 from helpers import check_batch, explaining, record
-
-
-def no_hooks_left(model):
-    return all(not m._forward_hooks and not m._forward_pre_hooks and not m._backward_hooks for m in model.modules())
+from model_state import no_hooks_left
 
 
 def test_activations_and_gradients_match_a_manual_split(tiny_cnn, tiny_batch):
