@@ -13,7 +13,6 @@ tests skip, except under CI, where they fail.
 import functools
 import http.server
 import importlib.util
-import os
 import subprocess
 import sys
 import threading
@@ -24,6 +23,8 @@ from urllib.parse import unquote, urlsplit
 import nbformat
 import pytest
 
+from browser.lab import CHROMIUM_FLAGS, require_chromium, unavailable
+
 REPO = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("book_build", REPO / "book" / "build.py")
 book = importlib.util.module_from_spec(_spec)
@@ -31,13 +32,7 @@ _spec.loader.exec_module(book)
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 ARTIFACTS = REPO / "test-artifacts" / "book"
 EXECUTED = ("00", "01")
-
-
-def unavailable(reason: str):
-    """Skip on a learner's machine; fail in CI, where these tests must run."""
-    if os.environ.get("CI", "").lower() not in ("", "0", "false"):
-        pytest.fail(f"{reason} (CI is set, so the website test must run)")
-    pytest.skip(reason)
+WEBSITE_TEST = "the website test"
 
 
 def tags(cell) -> set[str]:
@@ -88,7 +83,7 @@ def site(tmp_path_factory):
         try:
             __import__(module)
         except ImportError:
-            unavailable(f"{module} is not installed: pip install -e '.[book]' (make book does it)")
+            unavailable(f"{module} is not installed: pip install -e '.[book]' (make book does it)", WEBSITE_TEST)
     out = tmp_path_factory.mktemp("book")
     run = subprocess.run([sys.executable, str(REPO / "book" / "build.py"), "--out", str(out),
                           "--execute", ",".join(EXECUTED)], capture_output=True, text=True, timeout=900)
@@ -182,15 +177,8 @@ class Quiet(http.server.SimpleHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        unavailable("Playwright is not installed: pip install -e '.[test]'")
-    from browser.lab import CHROMIUM_FLAGS, find_chromium
-
-    chromium = find_chromium()
-    if not chromium:
-        unavailable("Chromium not found: apt-get install chromium (or set CHROMIUM=/path/to/chromium)")
+    chromium = require_chromium(WEBSITE_TEST)
+    from playwright.sync_api import sync_playwright
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
             str(tmp_path_factory.mktemp("chromium")), executable_path=chromium, headless=True,

@@ -9,7 +9,6 @@ picture to change. Screenshots go to ``test-artifacts/browser/``.
 Chromium comes from Debian (``make setup-browser``); Playwright's own browser download is not used.
 Without Chromium or Playwright the browser tests skip, except under CI, where they fail.
 """
-import os
 import re
 import time
 from pathlib import Path
@@ -39,29 +38,12 @@ SELFTEST_CELLS = [
 ]
 
 
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() not in ("", "0", "false")
-
-
-def unavailable(reason: str):
-    """Skip on a learner's machine; fail in CI, where the browser test must run."""
-    if in_ci():
-        pytest.fail(f"{reason} (CI is set, so the browser test must run)")
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     """One JupyterLab + Chromium session for every browser test in this module."""
-    try:
-        import playwright  # noqa: F401
-    except ImportError:
-        unavailable("Playwright is not installed: pip install -e '.[test]'")
-    from browser.lab import find_chromium, lab_session
+    from browser.lab import lab_session, require_chromium
 
-    chromium = find_chromium()
-    if not chromium:
-        unavailable("Chromium not found: apt-get install chromium (or set CHROMIUM=/path/to/chromium)")
+    chromium = require_chromium("the browser test")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / "timings.txt").unlink(missing_ok=True)
     folder = tmp_path_factory.mktemp("browser")

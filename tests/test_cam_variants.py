@@ -11,7 +11,7 @@ from conftest import TinyCNN
 from helpers import (ablation_cam, cam, eigen_cam, grad_cam, hires_cam, layer_cam, normalize, occlusion, score_cam,
                      upsample, xgrad_cam)
 from helpers.hooks import explaining, record
-from model_state import ModelState, no_hooks_left
+from model_state import ModelState
 
 
 def assert_close(a, b, rtol=1e-5, atol=1e-6):

@@ -38,6 +38,27 @@ def find_chromium() -> str | None:
     return shutil.which(os.environ.get("CHROMIUM") or "chromium")
 
 
+def unavailable(reason: str, what: str):
+    """Skip on a learner's machine; fail in CI, where ``what`` must run."""
+    import pytest
+
+    if os.environ.get("CI", "").lower() not in ("", "0", "false"):
+        pytest.fail(f"{reason} (CI is set, so {what} must run)")
+    pytest.skip(reason)
+
+
+def require_chromium(what: str) -> str:
+    """The Chromium that Playwright will drive, or :func:`unavailable` with what is missing."""
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        unavailable("Playwright is not installed: pip install -e '.[test]'", what)
+    chromium = find_chromium()
+    if not chromium:
+        unavailable("Chromium not found: apt-get install chromium (or set CHROMIUM=/path/to/chromium)", what)
+    return chromium
+
+
 def isolated_env(folder: Path) -> dict:
     """The environment with every per-user folder moved into ``folder``."""
     folders = {"HOME": "home", "XDG_CONFIG_HOME": "home/.config", "XDG_CACHE_HOME": "home/.cache",
