@@ -10,7 +10,7 @@ from .images import (DATA_DIR, BoxedObject, ImageError, Preprocess, TopK, boxed_
 from .models import EfficientNetLite0, WeightsUnavailableError, available_models, load_model
 from .maps import box_shares, normalize, upsample
 from .plot import as_array, draw_boxes, draw_maps, overlay, show_grid, signed_scale
-from .targets import check_target, prepare_target, target_scores
+from .targets import LogitsOf, check_logits, check_target, prepare_target, target_scores
 from .noise import default_batch_size, noise_sigma, noisy_chunks, seeded
 from .features import Ascent, FourierImage, deep_dream, filter_activations, maximize_activation
 from .gradients import (IGResult, gradient_moments, input_gradients, integrated_gradients, make_baselines, quadrature,

@@ -32,9 +32,9 @@ from torch import nn
 from .gradients import input_gradients
 from .hooks import check_batch, explaining, record, require_autograd
 from .maps import upsample
-from .layers import explainable_layers, resolve_layer
+from .layers import channels_last, check_hookable, explainable_layers, resolve_layer
 from .noise import noisy_chunks
-from .targets import Target, prepare_target, target_scores
+from .targets import Target, check_logits, prepare_target, target_scores
 
 __all__ = [
     "cam", "cam_head", "CamHead", "CamHeadError", "grad_cam", "grad_cam_pp", "smooth_grad_cam_pp",
@@ -186,7 +186,7 @@ class LayerPass:
         self.model, self.x, self.image_index = model, x, image_index
         # The graph starts at the layer: the layers before it are run once and not kept for a backward pass.
         with explaining(model), torch.enable_grad(), record(model, layer, leaf=True) as recording:
-            self.logits = model(self.x)
+            self.logits = check_logits(model(self.x))
         self.layer, self.activations = recording.name, recording.activations
         if self.activations is None:
             raise ValueError(f"layer {self.layer!r} did not run during the forward pass, so it has nothing to explain; "
@@ -229,20 +229,30 @@ class LayerPass:
 
 
 def _check_feature_map(model: nn.Module, name: str, activations: torch.Tensor, x: torch.Tensor):
-    """A clear error unless the layer's output is a spatial feature map ``(N, C, h, w)`` with ``h·w > 1``,
-    the only kind whose channels can be weighted into a map (its shape alone decides: no device round trip)."""
+    """A clear error unless the layer's output is a spatial feature map ``(N, C, h, w)`` with ``h·w > 1``, its
+    channels first: the only kind whose channels can be weighted into a map. Its shape decides, with no device
+    round trip; only a shape that could be channels last costs a probe (:func:`helpers.layers.channels_last`)."""
     shape = tuple(activations.shape)
-    if activations.ndim == 4 and shape[2] * shape[3] > 1:
+    spatial = activations.ndim == 4 and shape[2] * shape[3] > 1
+    if spatial and not channels_last(model, name, shape, tuple(x.shape)):
         return
-    if activations.ndim == 4:
-        what = "a 1×1 map: one value per channel and nowhere to point at"
-    else:
-        what = f"a {activations.ndim}-D tensor, not a stack of feature maps (N, C, h, w)"
     try:
         fitting = [info.name for info in explainable_layers(model, input_size=(1, *x.shape[1:]))]
     except Exception:  # noqa: BLE001 -- the examples are a courtesy; the error below must reach the caller
         fitting = []
     examples = f" (the deepest: {', '.join(map(repr, fitting[-3:]))})" if fitting else ""
+    if spatial:
+        around = sorted((layer for layer in fitting if name.startswith(layer + ".")), key=len, reverse=True)[:2]
+        blocks = f"the block around it, {' or '.join(map(repr, around))}, or " if around else ""
+        raise ValueError(f"layer {name!r} outputs {shape} with its channels last, (N, h, w, C): at a larger input its "
+                         "2nd and 3rd dimensions grow and its last does not, as inside ConvNeXt and Swin blocks after "
+                         "a permute. The methods weight the channels of dimension 1, (N, C, h, w), so here they would "
+                         f"weight rows of pixels. Explain a layer with its channels first: {blocks}one from "
+                         f"explainable_layers(model){examples}")
+    if activations.ndim == 4:
+        what = "a 1×1 map: one value per channel and nowhere to point at"
+    else:
+        what = f"a {activations.ndim}-D tensor, not a stack of feature maps (N, C, h, w)"
     raise ValueError(f"layer {name!r} outputs {shape}, {what}, so it has no map to explain. Choose a layer whose "
                      f"output is a feature map with more than one position: explainable_layers(model) lists "
                      f"them with their shapes{examples}")
@@ -394,6 +404,7 @@ def guided_relus(model: nn.Module):
         if isinstance(output, torch.Tensor) and output.requires_grad:
             output.register_hook(lambda grad: grad.clamp(min=0))
 
+    check_hookable(model)
     modules = [m for m in model.modules() if isinstance(m, GUIDED_ACTIVATIONS)]
     if not modules:
         raise ValueError(f"guided backpropagation found no nn.ReLU or nn.ReLU6 module in this {type(model).__name__}; "

@@ -31,7 +31,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .evaluate import check_maps
-from .hooks import check_batch
+from .hooks import check_batch, explaining
+from .layers import check_hookable
 from .maps import normalize
 
 __all__ = ["CascadeResult", "cascade_layers", "randomise", "map_similarity", "randomisation_cascade"]
@@ -59,13 +60,16 @@ def cascade_layers(model: nn.Module, x: torch.Tensor) -> list[str]:
     """The layer groups the cascade re-initialises, **last to run first**: the model's children that hold
     parameters, with plain containers (``nn.Sequential``, ``nn.ModuleList``, ``nn.ModuleDict`` themselves, not
     subclasses) opened one level, ordered by when they run in a forward pass of ``x[:1]``
-    (for Lite0: ``fc``, ``head``, ``blocks.15`` … ``blocks.0``, ``stem``)."""
-    groups = []
-    for name, child in model.named_children():
-        if type(child) in _CONTAINERS:  # plain containers only: a Sequential subclass (conv-bn-act) is one layer
-            groups += [(f"{name}.{sub}", module) for sub, module in child.named_children() if _has_parameters(module)]
-        elif _has_parameters(child):
-            groups.append((name, child))
+    (for Lite0: ``fc``, ``head``, ``blocks.15`` … ``blocks.0``, ``stem``).
+
+    A wrapper is looked through: while one group holds every parameter (``Sequential(Normalise(), net)``,
+    ``DataParallel(net)``), the groups are taken inside it (``1.fc``, ``module.fc`` …), so the network is
+    not randomised in one stage."""
+    check_hookable(model)
+    groups = _groups(model)
+    while len(groups) == 1 and any(_has_parameters(child) for child in groups[0][1].children()):
+        name, wrapped = groups[0]
+        groups = _groups(wrapped, name + ".")
     order = {}
 
     def ran(name):
@@ -75,17 +79,40 @@ def cascade_layers(model: nn.Module, x: torch.Tensor) -> list[str]:
 
     handles = [module.register_forward_pre_hook(ran(name)) for name, module in groups]
     try:
-        with torch.no_grad():
-            training = model.training
-            model.eval()
-            try:
-                model(check_batch(model, x)[:1])
-            finally:
-                model.train(training)
+        with explaining(model), torch.no_grad():
+            model(check_batch(model, x)[:1])
     finally:
         for handle in handles:
             handle.remove()
     return sorted(order, key=order.get, reverse=True)
+
+
+def _groups(module: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module]]:
+    """``module``'s children that hold parameters, plain containers opened one level, named from ``prefix``."""
+    groups = []
+    for name, child in module.named_children():
+        if type(child) in _CONTAINERS:  # plain containers only: a Sequential subclass (conv-bn-act) is one layer
+            groups += [(f"{prefix}{name}.{sub}", grandchild) for sub, grandchild in child.named_children()
+                       if _has_parameters(grandchild)]
+        elif _has_parameters(child):
+            groups.append((prefix + name, child))
+    return groups
+
+
+def _check_resettable(model: nn.Module, layers: list[str]):
+    """Before any map: a clear error naming (by its full path) each module of ``layers`` whose own parameters
+    :func:`randomise` could not re-initialise."""
+    stuck = []
+    for group in layers:
+        for name, layer in model.get_submodule(group).named_modules(prefix=group):
+            own = [p for p, _ in layer.named_parameters(recurse=False)]
+            if own and not hasattr(layer, "reset_parameters"):
+                stuck.append(f"{name!r} ({type(layer).__name__}: {', '.join(own)})")
+    if stuck:
+        raise TypeError(f"cannot re-initialise {'; '.join(stuck[:3])}{' …' if len(stuck) > 3 else ''}: these modules "
+                        "hold parameters of their own but no reset_parameters(), so there is no default "
+                        "initialisation to draw them from. Give the cascade layers=[...] that leave them out (a "
+                        "group containing one is refused as a whole)")
 
 
 def randomise(module: nn.Module, seed: int) -> None:
@@ -148,6 +175,7 @@ def randomisation_cascade(model: nn.Module, x: torch.Tensor, target,
     if unknown:
         raise ValueError(f"unknown layer(s) {unknown}: name them as model.named_modules() does, "
                          f"e.g. {cascade_layers(model, x)[:3]}")
+    _check_resettable(model, layers)
     original = check_maps(explain(model, x, target), x)
     maps = [original]
     randomised = copy.deepcopy(model)

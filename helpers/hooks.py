@@ -6,10 +6,8 @@ because ``register_full_backward_hook`` refuses modules whose output is modified
 (``ReLU(inplace=True)`` in torchvision ResNets and VGGs). Hooks are removed on exit, also when the
 body raises.
 
-``explaining(model)`` puts a model in eval mode with frozen parameters for the duration of an
-explanation and then restores every module's training flag and every parameter's ``requires_grad``;
-parameters' ``.grad`` is never touched because the course computes gradients with
-``torch.autograd.grad``, which returns them instead of accumulating them.
+``explaining(model)`` (from :mod:`helpers.frozen`) holds a model still for an explanation and gives it
+back as it was found.
 """
 from __future__ import annotations
 
@@ -20,6 +18,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from .frozen import explaining
 from .layers import resolve_layer
 
 __all__ = ["record", "Recording", "explaining", "model_device", "default_device", "DEVICE_VARIABLE", "check_batch",
@@ -95,23 +94,6 @@ def record(model: nn.Module, layer, detach: bool = False, leaf: bool = False):
     finally:
         for handle in handles:
             handle.remove()
-
-
-@contextmanager
-def explaining(model: nn.Module):
-    """Eval mode and frozen parameters inside the block; every flag restored afterwards."""
-    training = {module: module.training for module in model.modules()}
-    requires_grad = {p: p.requires_grad for p in model.parameters()}
-    try:
-        model.eval()
-        for p in requires_grad:
-            p.requires_grad_(False)
-        yield model
-    finally:
-        for module, flag in training.items():
-            module.training = flag
-        for p, flag in requires_grad.items():
-            p.requires_grad_(flag)
 
 
 def model_device(model: nn.Module) -> torch.device:

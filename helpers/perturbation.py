@@ -27,7 +27,7 @@ from .hooks import check_batch, explaining, record
 from .layers import resolve_layer
 from .maps import normalize, upsample
 from .noise import default_batch_size
-from .targets import Target, prepare_target, target_scores
+from .targets import Target, check_logits, prepare_target, target_scores
 
 __all__ = ["score_cam", "ablation_cam", "occlusion", "PERTURBATION_METHODS"]
 
@@ -49,7 +49,7 @@ def _clean_pass(model: nn.Module, x: torch.Tensor, target, layer=None):
                 raise ValueError(f"layer {name!r} did not run during the forward pass; "
                                  "pick one from explainable_layers(model)")
             _check_feature_map(model, name, activations, x)
-    classes = prepare_target(target, len(x), logits.shape[-1], x.device)
+    classes = prepare_target(target, len(x), check_logits(logits).shape[-1], x.device)
     scores = target_scores(logits, classes)
     return x, classes, scores.reshape(len(x), -1), activations, name
 

@@ -7,19 +7,24 @@
 - a callable ``logits → scores`` that maps ``(M, classes)`` logits to ``(M,)`` scores row by row
   (e.g. ``lambda z: z.log_softmax(-1)[:, 285]``).
 
+The model must return the logits as one tensor ``(N, classes)``; a model that returns a dict (the Hugging
+Face style ``{"logits": ...}``) or a tuple is wrapped in :class:`LogitsOf` first.
+
 Methods check a target once per call (:func:`prepare_target`) and then read scores chunk after chunk
 (:func:`target_scores`) without asking the device for a value: no host synchronisation per chunk.
 """
 from __future__ import annotations
 
 import numbers
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Callable, Sequence, Union
 
 import numpy as np
 import torch
+from torch import nn
 
-__all__ = ["Target", "ClassIndices", "target_scores", "check_target", "prepare_target"]
+__all__ = ["Target", "ClassIndices", "target_scores", "check_target", "prepare_target", "check_logits", "LogitsOf"]
 
 Target = Union[int, Sequence[int], np.ndarray, torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]
 
@@ -84,6 +89,36 @@ def check_target(target: Target, batch_size: int, num_classes: int | None = None
     return checked.indices.expand(batch_size) if checked.indices.ndim == 0 else checked.indices
 
 
+class LogitsOf(nn.Module):
+    """``model`` seen through one entry of its output: ``LogitsOf(model, "logits")`` for a model returning
+    ``{"logits": ...}`` (Hugging Face), ``LogitsOf(model, 0)`` for one returning a tuple. The wrapped model's
+    layers keep their modules and are named ``"model."`` followed by their own names."""
+
+    def __init__(self, model: nn.Module, key="logits"):
+        super().__init__()
+        self.model, self.key = model, key
+
+    def forward(self, x):
+        return self.model(x)[self.key]
+
+
+def check_logits(output) -> torch.Tensor:
+    """The model's output when it is one tensor, else a clear error that says how to wrap the model."""
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, Mapping):
+        keys = list(output)
+        what, key = f"a {type(output).__name__} with keys {', '.join(map(repr, keys))}", (
+            "logits" if "logits" in keys or not keys else keys[0])
+    elif isinstance(output, (tuple, list)):
+        what, key = f"a {type(output).__name__} of {len(output)} values", 0
+    else:
+        what, key = f"a {type(output).__name__}", "logits"
+    raise TypeError(f"the model returned {what}, not a tensor of logits (N, classes); the methods, and a callable "
+                    f"target too, are given that tensor. Wrap the model so it returns it: LogitsOf(model, {key!r}) "
+                    "(helpers.LogitsOf; the wrapped model's layers are named 'model.' followed by their own names)")
+
+
 def target_scores(logits: torch.Tensor, target: Target | ClassIndices,
                   image_index: torch.Tensor | None = None) -> torch.Tensor:
     """The score to explain for each row of ``logits``.
@@ -92,7 +127,7 @@ def target_scores(logits: torch.Tensor, target: Target | ClassIndices,
     so noisy copies or path points of one image share that image's target. Returns ``(M,)``, or
     ``(M, K)`` for a grid target. A target from :func:`prepare_target` is not checked again.
     """
-    if logits.ndim != 2:
+    if check_logits(logits).ndim != 2:
         raise ValueError(f"the model must return logits of shape (N, classes), got {tuple(logits.shape)}; "
                          "wrap it so it does, or pass a callable target that picks the score")
     if callable(target) and not isinstance(target, (torch.Tensor, ClassIndices)):

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Each floor may import its own floor and the ones below it, never one above. A module that is not
 # listed is taken to be a method: it may use the core and other methods, and the core may not use it.
 FLOORS = [
-    ("core", {"layers", "hooks", "targets", "maps", "noise", "images", "models", "plot"}),
+    ("core", {"frozen", "layers", "hooks", "targets", "maps", "noise", "images", "models", "plot"}),
     ("methods", {"cam", "gradients", "features"}),
     ("widgets", {"widgets"}),
     ("course", {"exercises", "exercises_judging", "exercises_variants", "classroom"}),
