@@ -29,12 +29,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .gradients import input_gradients
+from .gradients import _checked, _input_gradients_by_chunks
 from .hooks import check_batch, explaining, record, require_autograd
 from .maps import upsample
 from .layers import channels_last, check_hookable, explainable_layers, resolve_layer
-from .noise import noisy_chunks
-from .targets import Target, check_logits, prepare_target, target_scores
+from .noise import batch_chunks, noisy_chunks
+from .targets import ClassIndices, Target, check_logits, prepare_target, target_scores
 
 __all__ = [
     "cam", "cam_head", "CamHead", "CamHeadError", "grad_cam", "grad_cam_pp", "smooth_grad_cam_pp",
@@ -212,10 +212,7 @@ class LayerPass:
     def maps(self, weights: torch.Tensor, relu: bool = True, neurons=None) -> torch.Tensor:
         r""":math:`\sum_k w_k A_k` for channel weights ``(N, K, C)``, over the chosen ``neurons`` only,
         then ReLU (unless ``relu=False``): ``(N, K, h, w)``."""
-        if neurons is not None:
-            weights = weights * _neuron_mask(neurons, weights.shape[-1], weights)
-        maps = torch.einsum("nkc,nchw->nkhw", weights, self.activations.detach())
-        return maps.relu() if relu else maps
+        return _weighted(weights, self.activations.detach(), relu, neurons)
 
     def grad_cam(self, target: Target, relu: bool = True, counterfactual: bool = False, neurons=None):
         """:func:`grad_cam` from this pass."""
@@ -226,6 +223,26 @@ class LayerPass:
         """:func:`grad_cam_pp` from this pass."""
         g = self.gradients(target)
         return _as_target(self.maps(_grad_cam_pp_weights(self.activations, g, g ** 2, g ** 3), relu, neurons), target)
+
+
+def _weighted(weights: torch.Tensor, activations: torch.Tensor, relu: bool, neurons) -> torch.Tensor:
+    if neurons is not None:
+        weights = weights * _neuron_mask(neurons, weights.shape[-1], weights)
+    maps = torch.einsum("nkc,nchw->nkhw", weights, activations)
+    return maps.relu() if relu else maps
+
+
+def _by_chunks(model: nn.Module, x: torch.Tensor, target: Target, layer, explain, batch_size: int | None = None,
+              progress: bool | None = None, description: str = "Grad-CAM") -> torch.Tensor:
+    """``explain(run, target)`` for a :class:`LayerPass` ``run`` over each chunk of ``batch_size`` images
+    (``None``: 8 on a CPU, 32 on a GPU), concatenated. Only one chunk's graph is alive at a time, so memory
+    does not grow with the number of images, however early the layer. ``target`` reaches ``explain``
+    checked once for the whole batch."""
+    require_autograd(description)
+    x = check_batch(model, x)
+    classes = prepare_target(target, len(x), device=x.device)
+    return torch.cat([explain(LayerPass._of_checked_rows(model, images, layer, rows), classes)
+                      for rows, images in batch_chunks(x, batch_size, progress, description)])
 
 
 def _check_feature_map(model: nn.Module, name: str, activations: torch.Tensor, x: torch.Tensor):
@@ -290,6 +307,8 @@ def _neuron_mask(neurons, channels: int, like: torch.Tensor) -> torch.Tensor:
 
 
 def _is_grid(target) -> bool:
+    if isinstance(target, ClassIndices):
+        return target.indices.ndim == 2
     return not callable(target) and torch.as_tensor(target).ndim == 2
 
 
@@ -302,7 +321,8 @@ def _as_target(maps: torch.Tensor, target) -> torch.Tensor:
 # Grad-CAM and Grad-CAM++
 # --------------------------------------------------------------------------- #
 def grad_cam(model: nn.Module, x: torch.Tensor, target: Target, layer, *, relu: bool = True,
-             counterfactual: bool = False, neurons=None) -> torch.Tensor:
+             counterfactual: bool = False, neurons=None, batch_size: int | None = None,
+             progress: bool | None = None) -> torch.Tensor:
     r"""Grad-CAM (Selvaraju et al., 2017): feature maps weighted by their spatially averaged gradient.
 
     .. math::  \beta^c_k = \frac{1}{Z}\sum_{i,j}\frac{\partial S_c}{\partial A^k_{ij}}, \qquad
@@ -313,15 +333,17 @@ def grad_cam(model: nn.Module, x: torch.Tensor, target: Target, layer, *, relu: 
     whose removal would raise the score ("what speaks against class c"). ``relu=False`` returns the map
     before the ReLU (captum's ``LayerGradCam`` default). ``neurons`` keeps only those feature maps
     (channel indices or a boolean mask). Returns ``(N, h, w)``, or ``(N, K, h, w)`` for a grid target.
-    On a GAP + linear head's feature map, Grad-CAM = ReLU(CAM) / Z.
+    On a GAP + linear head's feature map, Grad-CAM = ReLU(CAM) / Z. ``batch_size`` images go through the
+    model at a time (:func:`_by_chunks`).
 
     >>> grad_cam(model, x, 285, layer="blocks.10")               # (N, 14, 14)
     """
-    return LayerPass(model, x, layer).grad_cam(target, relu, counterfactual, neurons)
+    return _by_chunks(model, x, target, layer, lambda run, t: run.grad_cam(t, relu, counterfactual, neurons),
+                     batch_size, progress, "Grad-CAM")
 
 
 def grad_cam_pp(model: nn.Module, x: torch.Tensor, target: Target, layer, *, relu: bool = True,
-                neurons=None) -> torch.Tensor:
+                neurons=None, batch_size: int | None = None, progress: bool | None = None) -> torch.Tensor:
     r"""Grad-CAM++ (Chattopadhyay et al., 2018) in the paper's closed form, with the exponential trick.
 
     The class score is taken as :math:`Y = e^{S_c}`; for a piecewise-linear network (ReLU, ReLU6,
@@ -343,7 +365,8 @@ def grad_cam_pp(model: nn.Module, x: torch.Tensor, target: Target, layer, *, rel
 
     >>> grad_cam_pp(model, x, top_k(model, x, 3).indices, layer="head.act")   # (N, 3, 7, 7)
     """
-    return LayerPass(model, x, layer).grad_cam_pp(target, relu, neurons)
+    return _by_chunks(model, x, target, layer, lambda run, t: run.grad_cam_pp(t, relu, neurons), batch_size, progress,
+                     "Grad-CAM++")
 
 
 def smooth_grad_cam_pp(model: nn.Module, x: torch.Tensor, target: Target, layer, *, noise_level: float = 0.15,
@@ -362,26 +385,34 @@ def smooth_grad_cam_pp(model: nn.Module, x: torch.Tensor, target: Target, layer,
 
     where :math:`A` is the clean image's activation, the map being explained. ``neurons`` keeps only the
     chosen feature maps (the paper's "choosing neurons"). The copies go through the model ``batch_size`` at
-    a time (:func:`helpers.noisy_chunks`; ``None``: 8 on a CPU, 32 on a GPU); a CPU ``generator`` makes them
+    a time (:func:`helpers.noisy_chunks`; ``None``: 8 on a CPU, 32 on a GPU), and so do the clean images; a CPU
+    ``generator`` makes them
     reproducible whatever the chunking. ``noise_level=0`` gives :func:`grad_cam_pp` exactly. Every copy
     counts equally: the per-copy factor :math:`e^{S_s}` of the derivatives of :math:`e^{S}` is dropped
     (notebook 03, section 4, measures what that changes).
 
     >>> smooth_grad_cam_pp(model, x, 285, "head.act", samples=8, generator=torch.Generator().manual_seed(0))
     """
-    clean = LayerPass(model, x, layer)
+    require_autograd("Smooth Grad-CAM++")
+    x = check_batch(model, x)
     # Checked once, before any noisy pass: a wrong target fails fast, and no chunk waits for the device.
-    classes = prepare_target(target, len(clean.x), clean.logits.shape[-1], clean.x.device)
+    classes = prepare_target(target, len(x), device=x.device)
+    clean = []
+    for rows, images in batch_chunks(x, batch_size, False):  # the clean maps, no whole-batch graph kept
+        run = LayerPass._of_checked_rows(model, images, layer, rows)
+        if isinstance(classes, ClassIndices):
+            classes.check_range(run.logits.shape[-1])
+        clean.append(run.activations.detach())
+    activations = torch.cat(clean)
     powers = None
-    for noisy, index in noisy_chunks(clean.x.detach(), noise_level, samples, batch_size, generator, progress,
-                                     "Smooth Grad-CAM++"):
+    for noisy, index in noisy_chunks(x, noise_level, samples, batch_size, generator, progress, "Smooth Grad-CAM++"):
         g = LayerPass._of_checked_rows(model, noisy, layer, index).gradients(classes)
         chunk = torch.stack([g, g ** 2, g ** 3])
         if powers is None:
-            powers = chunk.new_zeros(3, len(clean.x), *chunk.shape[2:])
+            powers = chunk.new_zeros(3, len(x), *chunk.shape[2:])
         powers.index_add_(1, index, chunk)
     d1, d2, d3 = powers / samples
-    return _as_target(clean.maps(_grad_cam_pp_weights(clean.activations, d1, d2, d3), relu, neurons), target)
+    return _as_target(_weighted(_grad_cam_pp_weights(activations, d1, d2, d3), activations, relu, neurons), target)
 
 
 # --------------------------------------------------------------------------- #
@@ -417,18 +448,23 @@ def guided_relus(model: nn.Module):
             handle.remove()
 
 
-def guided_backprop(model: nn.Module, x: torch.Tensor, target: Target) -> torch.Tensor:
+def guided_backprop(model: nn.Module, x: torch.Tensor, target: Target, *, batch_size: int | None = None,
+                    progress: bool | None = None) -> torch.Tensor:
     r"""Guided backpropagation: :math:`\partial S_c/\partial x` with every ReLU passing only positive
-    gradients (:func:`guided_relus`). Returns ``(N, C, H, W)``, or ``(N, K, C, H, W)`` for a grid target.
+    gradients (:func:`guided_relus`). Returns ``(N, C, H, W)``, or ``(N, K, C, H, W)`` for a grid target;
+    ``batch_size`` images go through the model at a time.
     """
     with guided_relus(model):
-        return input_gradients(model, x, target)
+        return _input_gradients_by_chunks(model, *_checked(model, x, target, "guided backpropagation"), batch_size,
+                                          progress, "guided backpropagation")
 
 
-def guided_grad_cam(model: nn.Module, x: torch.Tensor, target: Target, layer) -> torch.Tensor:
+def guided_grad_cam(model: nn.Module, x: torch.Tensor, target: Target, layer, *, batch_size: int | None = None,
+                    progress: bool | None = None) -> torch.Tensor:
     r"""Guided Grad-CAM (Selvaraju et al., 2017): guided backpropagation times the Grad-CAM map upsampled
     to the input, :math:`G^c \odot \mathrm{up}(L^c)`: fine pixel detail, restricted to where the class is.
     Returns ``(N, C, H, W)``, or ``(N, K, C, H, W)`` for a grid target.
     """
-    maps = grad_cam(model, x, target, layer)
-    return guided_backprop(model, x, target) * upsample(maps, x.shape[-2:]).unsqueeze(-3)
+    maps = grad_cam(model, x, target, layer, batch_size=batch_size, progress=progress)
+    return guided_backprop(model, x, target, batch_size=batch_size, progress=progress) * upsample(
+        maps, x.shape[-2:]).unsqueeze(-3)

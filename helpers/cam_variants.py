@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .cam import LayerPass, _as_target, _check_feature_map
+from .cam import LayerPass, _as_target, _by_chunks, _check_feature_map
 from .hooks import check_batch, explaining, record
 from .targets import Target
 
@@ -50,7 +50,8 @@ GRADIENT_VARIANTS = {"HiResCAM": _hires, "XGrad-CAM": _xgrad, "LayerCAM": _layer
 """The variants as functions of a :class:`LayerPass` and a target: an explorer keeps one pass and asks each."""
 
 
-def hires_cam(model: nn.Module, x: torch.Tensor, target: Target, layer, *, relu: bool = True) -> torch.Tensor:
+def hires_cam(model: nn.Module, x: torch.Tensor, target: Target, layer, *, relu: bool = True,
+              batch_size: int | None = None, progress: bool | None = None) -> torch.Tensor:
     r"""HiResCAM (Draelos & Carin, 2020): gradient times activation, position by position, summed over channels.
 
     .. math::  L^c_{ij} = \mathrm{ReLU}\Big(\sum_k \frac{\partial S_c}{\partial A^k_{ij}}\, A^k_{ij}\Big)
@@ -61,10 +62,11 @@ def hires_cam(model: nn.Module, x: torch.Tensor, target: Target, layer, *, relu:
     average can credit a position with a gradient that belongs to another one; HiResCAM cannot. ``relu=False``
     returns the signed sum.
     """
-    return _hires(LayerPass(model, x, layer), target, relu)
+    return _by_chunks(model, x, target, layer, lambda run, t: _hires(run, t, relu), batch_size, progress, "HiResCAM")
 
 
-def xgrad_cam(model: nn.Module, x: torch.Tensor, target: Target, layer, *, relu: bool = True) -> torch.Tensor:
+def xgrad_cam(model: nn.Module, x: torch.Tensor, target: Target, layer, *, relu: bool = True,
+              batch_size: int | None = None, progress: bool | None = None) -> torch.Tensor:
     r"""XGrad-CAM (Fu et al., 2020): Grad-CAM with the channel weights the two axioms ask for,
 
     .. math::  w^c_k = \sum_{i,j} \frac{A^k_{ij}}{\sum_{a,b} A^k_{ab}}\, \frac{\partial S_c}{\partial A^k_{ij}},
@@ -76,10 +78,11 @@ def xgrad_cam(model: nn.Module, x: torch.Tensor, target: Target, layer, *, relu:
     *Conservation*: :math:`\sum_{ij}` of the map before the ReLU equals :math:`\sum_{k,ij} g^k_{ij}A^k_{ij}`,
     which is the score (minus the bias) in that linear case. A channel whose sum is 0 gets weight 0.
     """
-    return _xgrad(LayerPass(model, x, layer), target, relu)
+    return _by_chunks(model, x, target, layer, lambda run, t: _xgrad(run, t, relu), batch_size, progress, "XGrad-CAM")
 
 
-def layer_cam(model: nn.Module, x: torch.Tensor, target: Target, layer, *, relu: bool = True) -> torch.Tensor:
+def layer_cam(model: nn.Module, x: torch.Tensor, target: Target, layer, *, relu: bool = True,
+              batch_size: int | None = None, progress: bool | None = None) -> torch.Tensor:
     r"""LayerCAM (Jiang et al., 2021): positive gradients only, position by position,
 
     .. math::  L^c_{ij} = \mathrm{ReLU}\Big(\sum_k \mathrm{ReLU}\Big(\frac{\partial S_c}{\partial A^k_{ij}}\Big)
@@ -89,7 +92,7 @@ def layer_cam(model: nn.Module, x: torch.Tensor, target: Target, layer, *, relu:
     cancels it to almost nothing, while LayerCAM keeps every position whose gradient says "more of this
     helps". At a layer after a ReLU (:math:`A \ge 0`) the outer ReLU changes nothing.
     """
-    return _layer(LayerPass(model, x, layer), target, relu)
+    return _by_chunks(model, x, target, layer, lambda run, t: _layer(run, t, relu), batch_size, progress, "LayerCAM")
 
 
 @torch.no_grad()

@@ -119,22 +119,32 @@ def _doubled(input_size):
     return (*input_size[:-2], 2 * input_size[-2], 2 * input_size[-1])
 
 
+class _Seen(Exception):
+    """Raised by a probe's hook once every layer asked for has run: the rest of the network is skipped."""
+
+
 def _output_shapes(model: nn.Module, input_size, names=None, probe: bool = False) -> dict[str, tuple | None]:
     """``{layer: output shape}`` from one forward pass of zeros (``None`` for a layer that ran more than once or
-    returned no tensor), for every layer or only ``names``. A ``probe`` that the model refuses (a network
-    made for one input size) gives ``{}``."""
+    returned no tensor), for every layer or only ``names``. A ``probe`` stops once the layers asked for have run,
+    and one that the model refuses (a network made for one input size) gives ``{}``."""
     parameter = next(model.parameters(), None)
     device, dtype = (parameter.device, parameter.dtype) if parameter is not None else ("cpu", torch.float32)
     seen: dict[str, list] = {}
-    handles = []
-    for name, module in model.named_modules():
-        if name and (names is None or name in names):
-            handles.append(module.register_forward_hook(
-                lambda m, i, out, name=name: seen.setdefault(name, []).append(
-                    tuple(out.shape) if isinstance(out, torch.Tensor) else None)))
+
+    def note(name):
+        def hook(_module, _inputs, output):
+            seen.setdefault(name, []).append(tuple(output.shape) if isinstance(output, torch.Tensor) else None)
+            if probe and len(seen) == len(names):
+                raise _Seen
+        return hook
+
+    handles = [module.register_forward_hook(note(name)) for name, module in model.named_modules()
+               if name and (names is None or name in names)]
     try:
         with explaining(model), torch.no_grad():
             model(torch.zeros(input_size, device=device, dtype=dtype))
+    except _Seen:
+        pass
     except Exception:  # noqa: BLE001 -- a probe's failure means "layout unknown"; a listing's reaches the caller
         if not probe:
             raise

@@ -1,6 +1,7 @@
-"""Noisy copies of a batch, made chunk by chunk so memory stays bounded however many samples you ask for.
+"""Rows in chunks, so memory stays bounded by ``batch_size`` however many images, samples or perturbations a
+method runs: :func:`row_chunks` for the rows of a batch, :func:`noisy_chunks` for noisy copies of it.
 
-Shared by SmoothGrad and Smooth Grad-CAM++. The noise is Gaussian with standard deviation
+The noisy copies are shared by SmoothGrad and Smooth Grad-CAM++. The noise is Gaussian with standard deviation
 σ = noise_level × (max(x) − min(x)), measured per image, as in Smilkov et al. (2017).
 """
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Iterator
 import torch
 from tqdm.auto import tqdm
 
-__all__ = ["noise_sigma", "noisy_chunks", "check_sampling", "default_batch_size", "seeded"]
+__all__ = ["noise_sigma", "noisy_chunks", "row_chunks", "batch_chunks", "check_sampling", "default_batch_size", "seeded"]
 
 
 def default_batch_size(device) -> int:
@@ -29,6 +30,30 @@ def check_sampling(noise_level: float, samples: int, batch_size: int):
         raise ValueError(f"samples must be a whole number ≥ 1, got {samples!r}")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a whole number ≥ 1, got {batch_size!r}")
+
+
+def row_chunks(total: int, batch_size: int | None, device, progress: bool | None = None,
+               description: str = "chunks") -> Iterator[torch.Tensor]:
+    """Yield the row indices ``0 … total − 1`` on ``device``, at most ``batch_size`` at a time (``None``:
+    :func:`default_batch_size`); ``progress=None`` shows a bar when there are more than 4 chunks."""
+    batch_size = default_batch_size(device) if batch_size is None else batch_size
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a whole number ≥ 1, got {batch_size!r}")
+    starts = range(0, total, batch_size)
+    show = len(starts) > 4 if progress is None else progress
+    for start in tqdm(starts, desc=description, disable=not show, leave=False):
+        yield torch.arange(start, min(start + batch_size, total), device=device)
+
+
+def batch_chunks(x: torch.Tensor, batch_size: int | None, progress: bool | None = None,
+                 description: str = "chunks") -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield ``(rows, x[rows])`` over the batch ``x``, :func:`row_chunks` at a time. The images are sliced, not
+    gathered, so each chunk keeps ``x``'s memory layout (a channels-last batch stays channels last, and its
+    convolutions round as the whole batch's do)."""
+    start = 0
+    for rows in row_chunks(len(x), batch_size, x.device, progress, description):
+        yield rows, x[start:start + len(rows)]
+        start += len(rows)
 
 
 def noise_sigma(x: torch.Tensor, noise_level: float) -> torch.Tensor:

@@ -19,14 +19,12 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from .cam import _as_target, _check_feature_map
-from .gradients import _check_count
 from .hooks import check_batch, explaining, record
 from .layers import resolve_layer
 from .maps import normalize, upsample
-from .noise import default_batch_size
+from .noise import row_chunks as _chunks
 from .targets import Target, check_logits, prepare_target, target_scores
 
 __all__ = ["score_cam", "ablation_cam", "occlusion", "PERTURBATION_METHODS"]
@@ -74,15 +72,6 @@ def _chosen_channels(channels, count: int, device) -> torch.Tensor:
         raise ValueError(f"channel {largest if largest >= count else smallest} is out of range: this layer has "
                          f"{count} channels (0 to {count - 1})")
     return (chosen.long() % count).to(device)
-
-
-def _chunks(total: int, batch_size: int | None, device, progress, description: str):
-    batch_size = default_batch_size(device) if batch_size is None else batch_size
-    _check_count("batch_size", batch_size)
-    starts = range(0, total, batch_size)
-    show = len(starts) > 4 if progress is None else progress
-    for start in tqdm(starts, desc=description, disable=not show, leave=False):
-        yield torch.arange(start, min(start + batch_size, total), device=device)
 
 
 def _weighted_maps(weights: torch.Tensor, activations: torch.Tensor, relu: bool, target) -> torch.Tensor:
