@@ -69,6 +69,7 @@ def _cam_forward(model: nn.Module, x: torch.Tensor):
     must read the spatial mean of a feature map that some layer returned (``AdaptiveAvgPool2d``,
     ``x.mean((2, 3))`` and ``F.adaptive_avg_pool2d`` all qualify).
     """
+    check_hookable(model)
     widths = {m.in_features for m in model.modules() if isinstance(m, nn.Linear)}
     calls, maps, linear_inputs = Counter(), {}, {}
 
@@ -233,7 +234,7 @@ def _weighted(weights: torch.Tensor, activations: torch.Tensor, relu: bool, neur
 
 
 def _by_chunks(model: nn.Module, x: torch.Tensor, target: Target, layer, explain, batch_size: int | None = None,
-              progress: bool | None = None, description: str = "Grad-CAM") -> torch.Tensor:
+               progress: bool | None = None, description: str = "Grad-CAM") -> torch.Tensor:
     """``explain(run, target)`` for a :class:`LayerPass` ``run`` over each chunk of ``batch_size`` images
     (``None``: 8 on a CPU, 32 on a GPU), concatenated. Only one chunk's graph is alive at a time, so memory
     does not grow with the number of images, however early the layer. ``target`` reaches ``explain``
@@ -334,7 +335,7 @@ def grad_cam(model: nn.Module, x: torch.Tensor, target: Target, layer, *, relu: 
     before the ReLU (captum's ``LayerGradCam`` default). ``neurons`` keeps only those feature maps
     (channel indices or a boolean mask). Returns ``(N, h, w)``, or ``(N, K, h, w)`` for a grid target.
     On a GAP + linear head's feature map, Grad-CAM = ReLU(CAM) / Z. ``batch_size`` images go through the
-    model at a time (:func:`_by_chunks`).
+    model at a time (``None``: 8 on a CPU, 32 on a GPU), so memory does not grow with the batch.
 
     >>> grad_cam(model, x, 285, layer="blocks.10")               # (N, 14, 14)
     """

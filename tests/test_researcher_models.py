@@ -7,7 +7,7 @@ import torchvision
 from torch import nn
 
 from conftest import TinyCNN
-from helpers import (ablation_cam, eigen_cam, explainable_layers, grad_cam, grad_cam_pp, guided_backprop,
+from helpers import (ablation_cam, cam, eigen_cam, explainable_layers, grad_cam, grad_cam_pp, guided_backprop,
                      integrated_gradients, saliency, score_cam, smooth_grad)
 from helpers.cam import LayerPass
 from helpers.evaluate_sanity import cascade_layers, randomisation_cascade
@@ -175,6 +175,7 @@ def test_why_a_compiled_model_is_refused_a_layer_asked_second_seems_not_to_run(t
 
 
 COMPILED_CALLS = {
+    "cam": lambda m, x: cam(m, x, 1),
     "grad_cam": lambda m, x: grad_cam(m, x, 1, "_orig_mod.features.3"),
     "eigen_cam": lambda m, x: eigen_cam(m, x, "_orig_mod.features.3"),
     "LayerPass": lambda m, x: LayerPass(m, x, "_orig_mod.features.1"),
