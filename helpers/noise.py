@@ -1,4 +1,5 @@
-"""Noisy copies of a batch, made chunk by chunk so memory stays bounded however many samples you ask for.
+"""Noisy copies of a batch, made chunk by chunk so memory stays bounded however many samples you ask for,
+and how many rows a chunk may hold.
 
 Shared by SmoothGrad and Smooth Grad-CAM++. The noise is Gaussian with standard deviation
 σ = noise_level × (max(x) − min(x)), measured per image, as in Smilkov et al. (2017).
@@ -6,12 +7,16 @@ Shared by SmoothGrad and Smooth Grad-CAM++. The noise is Gaussian with standard 
 from __future__ import annotations
 
 import math
+import numbers
+import warnings
 from typing import Iterator
 
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
-__all__ = ["noise_sigma", "noisy_chunks", "check_sampling", "default_batch_size", "seeded"]
+__all__ = ["noise_sigma", "noisy_chunks", "check_sampling", "default_batch_size", "seeded", "check_count",
+           "batch_coupled_modules", "rows_per_pass"]
 
 
 def default_batch_size(device) -> int:
@@ -19,6 +24,37 @@ def default_batch_size(device) -> int:
     larger chunks cost more per row (32 rows: 1.25–1.7× the cost of 8, see benchmarks/README.md),
     and 32 on an accelerator, where a bigger batch keeps it busy."""
     return 8 if torch.device(device).type == "cpu" else 32
+
+
+def check_count(name: str, value, minimum: int = 1) -> int:
+    """``value`` as a Python int when it is a whole number ≥ ``minimum`` (numpy integers included), else a clear
+    error."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be a whole number ≥ {minimum}, got {value!r}")
+    return int(value)
+
+
+def batch_coupled_modules(model: nn.Module) -> list[str]:
+    """Names of the modules whose output for one row depends on the other rows of the batch in eval mode:
+    batch norm without running statistics (``track_running_stats=False``), which normalises with the batch's
+    own mean and variance. Instance, group and layer norm use each row's own statistics and are not listed."""
+    return [name for name, module in model.named_modules()
+            if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.running_mean is None]
+
+
+def rows_per_pass(model: nn.Module, batch_size, device, method: str) -> int:
+    """How many rows one forward pass of ``method`` may hold: ``batch_size`` (``None``:
+    :func:`default_batch_size`), or 1, with a warning, when the model has batch-coupled modules, so that each
+    image and each perturbed copy is scored alone and the answer does not depend on how rows were chunked."""
+    rows = default_batch_size(device) if batch_size is None else check_count("batch_size", batch_size)
+    coupled = batch_coupled_modules(model)
+    if coupled and rows > 1:
+        listed = ", ".join(coupled[:5]) + (f" … ({len(coupled)} in all)" if len(coupled) > 5 else "")
+        warnings.warn(f"{method}: {listed} normalise(s) with the batch's own statistics even in eval mode "
+                      "(track_running_stats=False), so a row's score would depend on the rows sharing its pass; "
+                      "running one row per pass instead (slower; each image and copy is scored alone)", stacklevel=3)
+        return 1
+    return rows
 
 
 def check_sampling(noise_level: float, samples: int, batch_size: int):
