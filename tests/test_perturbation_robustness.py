@@ -179,8 +179,13 @@ def score_cam_probability_loop(model, x, cls, layer, channels):
 def test_score_cam_probability_weights_follow_the_released_code(tiny_cnn, tiny_batch):
     assert_close(score_cam(tiny_cnn, tiny_batch, 1, "features.1", score="probability"),
                  score_cam_probability_loop(tiny_cnn, tiny_batch, 1, "features.1", range(6)))
+    grid = torch.tensor([[1, 4]] * len(tiny_batch))
+    assert_close(score_cam(tiny_cnn, tiny_batch, grid, "features.1", score="probability")[:, 1],
+                 score_cam(tiny_cnn, tiny_batch, 4, "features.1", score="probability"))
     with pytest.raises(ValueError, match="score must be 'logit' or 'probability'"):
         score_cam(tiny_cnn, tiny_batch, 1, "features.1", score="prob")
+    with pytest.raises(ValueError, match="needs class indices"):
+        score_cam(tiny_cnn, tiny_batch, lambda z: z[:, 1], "features.1", score="probability")
 
 
 def test_an_int_channels_picks_each_images_most_active_channels(tiny_cnn, tiny_batch):
