@@ -33,7 +33,7 @@ from .gradients import _checked, _input_gradients_by_chunks
 from .hooks import check_batch, explaining, record, require_autograd
 from .maps import upsample
 from .layers import channels_last, check_hookable, explainable_layers, resolve_layer
-from .noise import batch_chunks, noisy_chunks
+from .noise import batch_chunks, noisy_chunks, rows_per_pass
 from .targets import ClassIndices, Target, check_logits, prepare_target, target_scores
 
 __all__ = [
@@ -242,8 +242,9 @@ def _by_chunks(model: nn.Module, x: torch.Tensor, target: Target, layer, explain
     require_autograd(description)
     x = check_batch(model, x)
     classes = prepare_target(target, len(x), device=x.device)
-    return torch.cat([explain(LayerPass._of_checked_rows(model, images, layer, rows), classes)
-                      for rows, images in batch_chunks(x, batch_size, progress, description)])
+    rows = rows_per_pass(model, batch_size, x.device, description)
+    return torch.cat([explain(LayerPass._of_checked_rows(model, images, layer, indices), classes)
+                      for indices, images in batch_chunks(x, rows, progress, description)])
 
 
 def _check_feature_map(model: nn.Module, name: str, activations: torch.Tensor, x: torch.Tensor):
@@ -398,15 +399,15 @@ def smooth_grad_cam_pp(model: nn.Module, x: torch.Tensor, target: Target, layer,
     x = check_batch(model, x)
     # Checked once, before any noisy pass: a wrong target fails fast, and no chunk waits for the device.
     classes = prepare_target(target, len(x), device=x.device)
-    clean = []
-    for rows, images in batch_chunks(x, batch_size, False):  # the clean maps, no whole-batch graph kept
-        run = LayerPass._of_checked_rows(model, images, layer, rows)
+    rows, clean = rows_per_pass(model, batch_size, x.device, "Smooth Grad-CAM++"), []
+    for indices, images in batch_chunks(x, rows, False):  # the clean maps, no whole-batch graph kept
+        run = LayerPass._of_checked_rows(model, images, layer, indices)
         if isinstance(classes, ClassIndices):
             classes.check_range(run.logits.shape[-1])
         clean.append(run.activations.detach())
     activations = torch.cat(clean)
     powers = None
-    for noisy, index in noisy_chunks(x, noise_level, samples, batch_size, generator, progress, "Smooth Grad-CAM++"):
+    for noisy, index in noisy_chunks(x, noise_level, samples, rows, generator, progress, "Smooth Grad-CAM++"):
         g = LayerPass._of_checked_rows(model, noisy, layer, index).gradients(classes)
         chunk = torch.stack([g, g ** 2, g ** 3])
         if powers is None:

@@ -20,8 +20,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .cam import LayerPass, _as_target, _by_chunks, _check_feature_map
-from .hooks import check_batch, explaining, record
+from .cam import LayerPass, _as_target, _by_chunks
+from .hooks import check_batch, explaining
+from .noise import rows_per_pass
+from .perturbation import _compute_dtype, _layer_passes
 from .targets import Target
 
 __all__ = ["hires_cam", "xgrad_cam", "layer_cam", "eigen_cam", "GRADIENT_VARIANTS"]
@@ -96,7 +98,8 @@ def layer_cam(model: nn.Module, x: torch.Tensor, target: Target, layer, *, relu:
 
 
 @torch.no_grad()
-def eigen_cam(model: nn.Module, x: torch.Tensor, layer, *, relu: bool = True) -> torch.Tensor:
+def eigen_cam(model: nn.Module, x: torch.Tensor, layer, *, relu: bool = True,
+              batch_size: int | None = None) -> torch.Tensor:
     r"""Eigen-CAM (Muhammad & Yeasin, 2020): the projection of each image's activations on their first
     principal component. It needs no gradient and no target (it shows what the layer responds to most,
     whatever the class).
@@ -111,23 +114,25 @@ def eigen_cam(model: nn.Module, x: torch.Tensor, layer, *, relu: bool = True) ->
     positively with the channel-mean activation :math:`\frac1C\sum_k A^k` (positions where the layer fires
     strongly come out high), a rule that depends only on the activations, never on the SVD routine; on an
     exact tie (correlation 0) so that the map's sum is ≥ 0. ``relu=False`` returns the signed projection.
-    Returns ``(N, h, w)``.
+    The images go through the model ``batch_size`` at a time (as in :func:`helpers.score_cam`), and the SVD
+    runs in float32 at least (PyTorch has none for bfloat16 or float16). Returns ``(N, h, w)``.
     """
     x = check_batch(model, x)
-    with explaining(model), record(model, layer, detach=True) as recording:
-        model(x)
-    if recording.activations is None:
-        raise ValueError(f"layer {recording.name!r} did not run during the forward pass; "
-                         "pick one from explainable_layers(model)")
-    activations = recording.activations
-    _check_feature_map(model, recording.name, activations, x)
+    rows = rows_per_pass(model, batch_size, x.device, "Eigen-CAM")
+    with explaining(model):
+        maps = torch.cat([_principal_maps(activations.to(_compute_dtype(activations.dtype)))
+                          for _, _, activations, _ in _layer_passes(model, x, layer, rows)])
+    return maps.relu() if relu else maps
+
+
+def _principal_maps(activations: torch.Tensor) -> torch.Tensor:
+    """Each image's projection on its first principal component, sign fixed: ``(N, h, w)``."""
     n, c, h, w = activations.shape
     positions = activations.reshape(n, c, h * w).transpose(1, 2)  # (N, hw, C)
     centred = positions - positions.mean(1, keepdim=True)
     u, s, _ = torch.linalg.svd(centred, full_matrices=False)
     maps = (u[..., 0] * s[:, :1]).reshape(n, h, w)
-    maps = maps * _sign_towards(maps, activations.mean(1))[:, None, None]
-    return maps.relu() if relu else maps
+    return maps * _sign_towards(maps, activations.mean(1))[:, None, None]
 
 
 def _sign_towards(maps: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:

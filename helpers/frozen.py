@@ -24,7 +24,11 @@ from contextlib import contextmanager
 
 import torch
 from torch import nn
-from torch.ao.quantization import FakeQuantizeBase, ObserverBase
+
+try:  # PyTorch's eager quantisation is deprecated in favour of torchao, and may go
+    from torch.ao.quantization import FakeQuantizeBase, ObserverBase
+except ImportError:  # pragma: no cover
+    FakeQuantizeBase = ObserverBase = ()
 
 __all__ = ["explaining"]
 

@@ -22,7 +22,7 @@ import torch
 import torchvision.transforms.functional as TF
 
 from .hooks import check_batch, check_finite, explaining, require_autograd
-from .noise import batch_chunks, default_batch_size, noisy_chunks, row_chunks
+from .noise import batch_chunks, default_batch_size, noisy_chunks, row_chunks, rows_per_pass
 from .targets import prepare_target, target_scores
 
 __all__ = [
@@ -67,9 +67,10 @@ def _input_gradients_by_chunks(model, x: torch.Tensor, target, batch_size: int |
                                description: str, combine=lambda g: g) -> torch.Tensor:
     """``combine(∂S/∂x)`` for every image of a checked batch, ``batch_size`` images per pass (only one chunk's
     graph is alive at a time)."""
+    rows = rows_per_pass(model, batch_size, x.device, description)
     with explaining(model):
-        return torch.cat([combine(_input_gradients(model, images, target, rows))
-                          for rows, images in batch_chunks(x, batch_size, progress, description)])
+        return torch.cat([combine(_input_gradients(model, images, target, indices))
+                          for indices, images in batch_chunks(x, rows, progress, description)])
 
 
 def _checked(model, x, target, method: str):

@@ -1,5 +1,6 @@
-"""Rows in chunks, so memory stays bounded by ``batch_size`` however many images, samples or perturbations a
-method runs: :func:`row_chunks` for the rows of a batch, :func:`noisy_chunks` for noisy copies of it.
+"""Rows in chunks, so memory stays bounded by the chunk however many images, samples or perturbations a method
+runs: how many rows a pass may hold (:func:`rows_per_pass`), the rows of a batch (:func:`row_chunks`,
+:func:`batch_chunks`) and noisy copies of it (:func:`noisy_chunks`).
 
 The noisy copies are shared by SmoothGrad and Smooth Grad-CAM++. The noise is Gaussian with standard deviation
 σ = noise_level × (max(x) − min(x)), measured per image, as in Smilkov et al. (2017).
@@ -7,12 +8,16 @@ The noisy copies are shared by SmoothGrad and Smooth Grad-CAM++. The noise is Ga
 from __future__ import annotations
 
 import math
+import numbers
+import warnings
 from typing import Iterator
 
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
-__all__ = ["noise_sigma", "noisy_chunks", "row_chunks", "batch_chunks", "check_sampling", "default_batch_size", "seeded"]
+__all__ = ["noise_sigma", "noisy_chunks", "check_sampling", "default_batch_size", "seeded", "check_count",
+           "batch_coupled_modules", "rows_per_pass", "row_chunks", "batch_chunks"]
 
 
 def default_batch_size(device) -> int:
@@ -20,6 +25,58 @@ def default_batch_size(device) -> int:
     larger chunks cost more per row (32 rows: 1.25–1.7× the cost of 8, see benchmarks/README.md),
     and 32 on an accelerator, where a bigger batch keeps it busy."""
     return 8 if torch.device(device).type == "cpu" else 32
+
+
+def check_count(name: str, value, minimum: int = 1) -> int:
+    """``value`` as a Python int when it is a whole number ≥ ``minimum`` (numpy integers included), else a clear
+    error."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be a whole number ≥ {minimum}, got {value!r}")
+    return int(value)
+
+
+def batch_coupled_modules(model: nn.Module) -> list[str]:
+    """Names of the modules whose output for one row depends on the other rows of the batch in eval mode:
+    batch norm without running statistics (``track_running_stats=False``), which normalises with the batch's
+    own mean and variance. Instance, group and layer norm use each row's own statistics and are not listed."""
+    return [name for name, module in model.named_modules()
+            if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.running_mean is None]
+
+
+def rows_per_pass(model: nn.Module, batch_size, device, method: str) -> int:
+    """How many rows one forward pass of ``method`` may hold: ``batch_size`` (``None``:
+    :func:`default_batch_size`), or 1, with a warning, when the model has batch-coupled modules, so that each
+    image and each perturbed copy is scored alone and the answer does not depend on how rows were chunked."""
+    rows = default_batch_size(device) if batch_size is None else check_count("batch_size", batch_size)
+    coupled = batch_coupled_modules(model)
+    if coupled and rows > 1:
+        listed = ", ".join(coupled[:5]) + (f" … ({len(coupled)} in all)" if len(coupled) > 5 else "")
+        warnings.warn(f"{method}: {listed} normalise(s) with the batch's own statistics even in eval mode "
+                      "(track_running_stats=False), so a row's score would depend on the rows sharing its pass; "
+                      "running one row per pass instead (slower; each image and copy is scored alone)", stacklevel=3)
+        return 1
+    return rows
+
+
+def row_chunks(total: int, rows: int, device, progress: bool | None = None,
+               description: str = "chunks") -> Iterator[torch.Tensor]:
+    """Yield the row indices ``0 … total − 1`` on ``device``, ``rows`` at a time (from :func:`rows_per_pass`);
+    ``progress=None`` shows a bar when there are more than 4 chunks."""
+    starts = range(0, total, rows)
+    show = len(starts) > 4 if progress is None else progress
+    for start in tqdm(starts, desc=description, disable=not show, leave=False):
+        yield torch.arange(start, min(start + rows, total), device=device)
+
+
+def batch_chunks(x: torch.Tensor, rows: int, progress: bool | None = None,
+                 description: str = "chunks") -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield ``(indices, x[indices])`` over the batch ``x``, ``rows`` images at a time. The images are sliced, not
+    gathered, so each chunk keeps ``x``'s memory layout (a channels-last batch stays channels last, and its
+    convolutions round as the whole batch's do)."""
+    start = 0
+    for indices in row_chunks(len(x), rows, x.device, progress, description):
+        yield indices, x[start:start + len(indices)]
+        start += len(indices)
 
 
 def check_sampling(noise_level: float, samples: int, batch_size: int):
@@ -30,30 +87,6 @@ def check_sampling(noise_level: float, samples: int, batch_size: int):
         raise ValueError(f"samples must be a whole number ≥ 1, got {samples!r}")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a whole number ≥ 1, got {batch_size!r}")
-
-
-def row_chunks(total: int, batch_size: int | None, device, progress: bool | None = None,
-               description: str = "chunks") -> Iterator[torch.Tensor]:
-    """Yield the row indices ``0 … total − 1`` on ``device``, at most ``batch_size`` at a time (``None``:
-    :func:`default_batch_size`); ``progress=None`` shows a bar when there are more than 4 chunks."""
-    batch_size = default_batch_size(device) if batch_size is None else batch_size
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a whole number ≥ 1, got {batch_size!r}")
-    starts = range(0, total, batch_size)
-    show = len(starts) > 4 if progress is None else progress
-    for start in tqdm(starts, desc=description, disable=not show, leave=False):
-        yield torch.arange(start, min(start + batch_size, total), device=device)
-
-
-def batch_chunks(x: torch.Tensor, batch_size: int | None, progress: bool | None = None,
-                 description: str = "chunks") -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield ``(rows, x[rows])`` over the batch ``x``, :func:`row_chunks` at a time. The images are sliced, not
-    gathered, so each chunk keeps ``x``'s memory layout (a channels-last batch stays channels last, and its
-    convolutions round as the whole batch's do)."""
-    start = 0
-    for rows in row_chunks(len(x), batch_size, x.device, progress, description):
-        yield rows, x[start:start + len(rows)]
-        start += len(rows)
 
 
 def noise_sigma(x: torch.Tensor, noise_level: float) -> torch.Tensor:

@@ -136,8 +136,10 @@ def score_cam_loop(model, x, cls, layer, channels):
     return torch.stack(maps)
 
 
-def ablation_cam_loop(model, x, cls, layer, channels):
+def ablation_cam_loop(model, x, cls, layer, channels, relu=True, dtype=None):
+    """One forward pass per image and channel; scores, weights and the map in ``dtype`` (default: the model's)."""
     a, logits = _activations(model, x, layer)
+    a, logits = (a, logits) if dtype is None else (a.to(dtype), logits.to(dtype))
     module = dict(model.named_modules())[layer]
     maps = []
     for n in range(len(x)):
@@ -149,10 +151,11 @@ def ablation_cam_loop(model, x, cls, layer, channels):
                 return out
             handle = module.register_forward_hook(zero)
             with torch.no_grad():
-                ablated = model(x[n:n + 1])[0, cls]
+                ablated = model(x[n:n + 1])[0, cls].to(logits.dtype)
             handle.remove()
             weights.append((logits[n, cls] - ablated) / logits[n, cls])
-        maps.append(sum(w * a[n, k] for w, k in zip(weights, channels)).relu())
+        total = sum(w * a[n, k] for w, k in zip(weights, channels))
+        maps.append(total.relu() if relu else total)
     return torch.stack(maps)
 
 

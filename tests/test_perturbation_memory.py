@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from conftest import TinyCNN
-from helpers import ablation_cam, occlusion, score_cam
+from helpers import ablation_cam, eigen_cam, occlusion, score_cam
 
 
 def largest_batches(model, explain):
@@ -43,3 +43,17 @@ def test_occlusion_never_sees_more_than_batch_size_rows(tiny_cnn, tiny_batch):
     (largest_6, rows_6), (largest_12, rows_12) = results[2], results[1]
     assert (rows_6 - len(tiny_batch), rows_12 - len(tiny_batch)) == (len(tiny_batch) * 6, len(tiny_batch) * 12)
     assert largest_12 == largest_6 <= max(4, len(tiny_batch))
+
+
+@pytest.mark.parametrize("name", ["eigen_cam", "occlusion", "ablation_cam", "score_cam"])
+def test_clean_passes_are_chunked_so_memory_does_not_grow_with_the_batch(name):
+    torch.manual_seed(0)
+    model = TinyCNN().eval()
+    explain = {"eigen_cam": lambda x: eigen_cam(model, x, "features.3", batch_size=4),
+               "occlusion": lambda x: occlusion(model, x, 1, window=12, stride=12, batch_size=4, progress=False),
+               "ablation_cam": lambda x: ablation_cam(model, x, 1, "features.3", channels=[0], batch_size=4,
+                                                      progress=False),
+               "score_cam": lambda x: score_cam(model, x, 1, "features.3", channels=[0], batch_size=4,
+                                                progress=False)}[name]
+    largest = {n: largest_batches(model, lambda: explain(torch.randn(n, 3, 12, 12)))[0] for n in (8, 64)}
+    assert largest[64] == largest[8] <= 4
