@@ -64,12 +64,20 @@ def cascade_layers(model: nn.Module, x: torch.Tensor) -> list[str]:
 
     A wrapper is looked through: while one group holds every parameter (``Sequential(Normalise(), net)``,
     ``DataParallel(net)``), the groups are taken inside it (``1.fc``, ``module.fc`` …), so the network is
-    not randomised in one stage."""
+    not randomised in one stage. Parameters that belong to no group (a ViT's ``class_token`` on the model itself)
+    stay trained through every stage, and a warning names them."""
     check_hookable(model)
     groups = _groups(model)
     while len(groups) == 1 and any(_has_parameters(child) for child in groups[0][1].children()):
         name, wrapped = groups[0]
         groups = _groups(wrapped, name + ".")
+    grouped = {id(p) for _, module in groups for p in module.parameters()}
+    left = [name for name, p in model.named_parameters() if id(p) not in grouped]
+    if left:
+        warnings.warn(f"the cascade's layer groups leave {', '.join(left[:5])}{' …' if len(left) > 5 else ''} out: "
+                      "they belong to the model itself (or to its wrapper), not to a layer, and stay trained through "
+                      "every stage. Randomise them yourself, or pass layers=[...] including the module that holds "
+                      "them", stacklevel=2)
     order = {}
 
     def ran(name):

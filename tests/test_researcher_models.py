@@ -243,3 +243,22 @@ def test_the_cascade_descends_into_a_wrapper_around_the_network(wrap, prefix, ti
     assert cascade_layers(model, tiny_batch.cpu()) == expected
     result = randomisation_cascade(model, tiny_batch.cpu(), 1, lambda m, x, t: saliency(m, x, t, reduce="sum"))
     assert result.layers == ["original", *expected]
+
+
+class WithTemperature(nn.Module):
+    """TinyCNN whose logits are divided by a learned temperature held by the model itself, as a ViT holds its
+    class token: a parameter in no layer group."""
+
+    def __init__(self):
+        super().__init__()
+        self.net, self.temperature = TinyCNN(), nn.Parameter(torch.tensor(2.0))
+
+    def forward(self, x):
+        return self.net(x) / self.temperature
+
+
+def test_the_cascade_names_the_parameters_it_leaves_trained(tiny_batch):
+    torch.manual_seed(0)
+    model = WithTemperature().eval()
+    with pytest.warns(UserWarning, match="leave temperature out"):
+        assert cascade_layers(model, tiny_batch.cpu()) == ["net.fc", "net.features.2", "net.features.0"]
