@@ -202,6 +202,38 @@ def test_similarity_measures_against_their_definitions():
         map_similarity(a, b[:1])
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_map_similarity_refuses_non_finite_maps(bad):
+    a, b = torch.rand(2, 9, 9), torch.rand(2, 9, 9)
+    b[1, 4, 4] = bad                                          # torchmetrics: Spearman 0.97 and SSIM NaN
+    with pytest.raises(ValueError, match="NaN or infinite.*map 1"):
+        map_similarity(a, b)
+    with pytest.raises(ValueError, match="no maps"):
+        map_similarity(torch.rand(0, 9, 9), torch.rand(0, 9, 9))
+
+
+def test_map_similarity_is_chunked(monkeypatch):
+    """Memory bounded by the chunk: the measures never see more than batch_size maps at once, and the
+    chunked answer is the one-piece answer."""
+    import torchmetrics.functional.image as image
+    import torchmetrics.functional.regression as regression
+
+    seen = []
+    for module, name, size in [(image, "structural_similarity_index_measure", lambda a: len(a)),
+                               (regression, "spearman_corrcoef", lambda a: a.shape[-1])]:
+        original = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda a, b, *args, original=original, size=size, **kwargs: (
+            seen.append(size(a)), original(a, b, *args, **kwargs))[1])
+    generator = torch.Generator().manual_seed(0)
+    a, b = torch.rand(64, 16, 16, generator=generator), torch.rand(64, 16, 16, generator=generator)
+    whole = map_similarity(a, b, batch_size=64)
+    assert max(seen) == 64
+    seen.clear()
+    chunked = map_similarity(a, b, batch_size=8)
+    assert max(seen) == 8 and len(seen) == 3 * 64 // 8      # two correlations and SSIM per chunk
+    assert all(torch.allclose(whole[key], chunked[key]) for key in whole)
+
+
 # --------------------------------------------------------------------------- #
 # Ties in the ranking
 # --------------------------------------------------------------------------- #
