@@ -28,7 +28,7 @@ from .gradients import make_baselines
 from .hooks import check_batch, explaining
 from .maps import upsample
 from .noise import default_batch_size, seeded
-from .targets import check_target
+from .targets import ClassIndices, prepare_target, target_scores
 
 __all__ = ["Curve", "CURVES", "ORDERS", "METRIC_BASELINES", "check_maps", "pixel_ranks", "stage_counts",
            "metric_baseline", "random_maps", "perturbation_curve", "deletion", "insertion"]
@@ -110,9 +110,10 @@ def pixel_ranks(maps: torch.Tensor, order: str = "most", seed: int = 0) -> torch
 
 def stage_counts(pixels: int, steps: int) -> torch.Tensor:
     """How many pixels are changed at stages 0, 1, …, ``steps``: ``round(k · pixels / steps)``, ``(steps + 1,)``."""
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
         raise ValueError(f"steps must be a whole number ≥ 1 (stages between the photo and the baseline), "
                          f"got {steps!r}")
+    steps = int(steps)
     return torch.div(torch.arange(steps + 1, dtype=torch.long) * pixels * 2 + steps, 2 * steps, rounding_mode="floor")
 
 
@@ -127,10 +128,26 @@ def metric_baseline(x: torch.Tensor, baseline="zeros", value_range=None, blur_si
     """
     if isinstance(baseline, str) and baseline == "mean":
         return x.mean((-2, -1), keepdim=True).expand_as(x)
-    if isinstance(baseline, str) and baseline not in METRIC_BASELINES:
+    if not isinstance(baseline, torch.Tensor) and not (isinstance(baseline, str) and baseline in METRIC_BASELINES):
         raise ValueError(f"unknown baseline {baseline!r}: use one of {', '.join(map(repr, METRIC_BASELINES))} "
                          "or a tensor")
-    return make_baselines(x, baseline, value_range=value_range, blur_sigma=blur_sigma)[:, 0]
+    return make_baselines(x, baseline, value_range=_per_channel(value_range, x), blur_sigma=blur_sigma)[:, 0]
+
+
+def _per_channel(value_range, x: torch.Tensor):
+    """``(low, high)`` with each side a number or one value per channel (a list, or a tensor ``(C,)`` or
+    ``(C, 1, 1)``), as tensors that broadcast over ``(N, C, H, W)``."""
+    if value_range is None:
+        return None
+    channels = x.shape[-3]
+    sides = []
+    for side in value_range:
+        side = torch.as_tensor(side, dtype=x.dtype)
+        if side.numel() not in (1, channels):
+            raise ValueError(f"value_range holds {side.numel()} values per side but the images have {channels} "
+                             f"channels: give one number, or {channels} (one per channel), per side")
+        sides.append(side.reshape(-1, 1, 1) if side.numel() == channels else side.reshape(()))
+    return tuple(sides)
 
 
 def random_maps(x: torch.Tensor, generator: torch.Generator | None = None, size=None) -> torch.Tensor:
@@ -145,13 +162,13 @@ def random_maps(x: torch.Tensor, generator: torch.Generator | None = None, size=
     return torch.rand(len(x), *size, generator=generator, device=device).to(x.device)
 
 
-def _class_indices(target, n: int) -> torch.Tensor:
+def _class_indices(target, n: int) -> ClassIndices:
     if callable(target) and not isinstance(target, torch.Tensor):
         raise TypeError("deletion and insertion read a class probability: target must be a class index or one "
                         "index per image, not a callable")
-    classes = check_target(target, n)
-    if classes.ndim != 1:
-        raise ValueError(f"target has shape {tuple(classes.shape)}: the curves take one class per image; "
+    classes = prepare_target(target, n)
+    if classes.indices.ndim > 1:
+        raise ValueError(f"target has shape {tuple(classes.indices.shape)}: the curves take one class per image; "
                          "call them once per column of a (N, K) grid")
     return classes
 
@@ -179,12 +196,14 @@ def perturbation_curve(model, x: torch.Tensor, maps, target, kind: str = "deleti
     if kind not in CURVES:
         raise ValueError(f"unknown curve {kind!r}: use 'deletion' or 'insertion'")
     x = check_batch(model, x)
-    classes = _class_indices(target, len(x)).to(x.device)
+    checked = _class_indices(target, len(x))
+    classes = ClassIndices(checked.indices.to(x.device), checked.smallest, checked.largest)
     maps = check_maps(maps, x)
     counts = stage_counts(maps[0].numel(), steps).to(x.device)
     batch_size = default_batch_size(x.device) if batch_size is None else batch_size
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
         raise ValueError(f"batch_size must be a whole number ≥ 1, got {batch_size!r}")
+    batch_size, steps = int(batch_size), int(steps)
     background = metric_baseline(x, DEFAULT_BASELINE[kind] if baseline is None else baseline, value_range, blur_sigma)
     ranks = pixel_ranks(maps, order, seed)
     # deletion shows the baseline where a pixel has been changed, insertion shows the photo there
@@ -201,7 +220,7 @@ def perturbation_curve(model, x: torch.Tensor, maps, target, kind: str = "deleti
             changed = (ranks[image] < counts[stage, None]).view(len(row), 1, *x.shape[-2:])
             images = torch.where(changed, changed_shows[image], kept_shows[image])
             logits = model(images)
-            probabilities[row] = logits.softmax(-1).gather(1, classes[image, None])[:, 0].double()
+            probabilities[row] = target_scores(logits.softmax(-1), classes, image).double()  # checks the range
     probabilities = probabilities.view(len(x), stages)
     fractions = counts.double() / maps[0].numel()
     return Curve(fractions, probabilities, torch.trapezoid(probabilities, fractions, dim=-1))

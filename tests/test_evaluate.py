@@ -111,6 +111,36 @@ def test_bad_input_is_named(tiny_cnn, tiny_batch, maps, options, message):
         deletion(tiny_cnn, tiny_batch, maps, 0, **options)
 
 
+def test_value_ranges_given_as_lists_and_targets_out_of_range(tiny_cnn, tiny_batch):
+    maps = torch.rand(3, 12, 12)
+    lists = deletion(tiny_cnn, tiny_batch, maps, 0, steps=2, baseline="black", value_range=([-1] * 3, [1] * 3))
+    tensors = deletion(tiny_cnn, tiny_batch, maps, 0, steps=2, baseline="black",
+                       value_range=(torch.full((3, 1, 1), -1.0), torch.ones(3, 1, 1)))
+    assert torch.equal(lists.probabilities, tensors.probabilities)
+    assert torch.allclose(metric_baseline(tiny_batch, "black", ([-1, -2, -3], [1, 1, 1]))[:, :, 5, 5],
+                          torch.tensor([-1.0, -2.0, -3.0]).expand(3, 3))
+    with pytest.raises(ValueError, match="3 channels"):
+        deletion(tiny_cnn, tiny_batch, maps, 0, steps=2, baseline="black", value_range=([-1] * 4, [1] * 4))
+    for target in (1000, -1, [0, 1, 5]):                     # tiny_cnn has 5 classes
+        with pytest.raises(ValueError, match="out of range.*5 classes"):
+            deletion(tiny_cnn, tiny_batch, maps, target, steps=2)
+
+
+def test_numpy_integers_are_whole_numbers(tiny_cnn, tiny_batch):
+    maps = torch.rand(3, 12, 12)
+    plain = deletion(tiny_cnn, tiny_batch, maps, 0, steps=3, batch_size=4)
+    numpy = deletion(tiny_cnn, tiny_batch, maps, np.int64(0), steps=np.int64(3), batch_size=np.int32(4))
+    assert torch.equal(plain.probabilities, numpy.probabilities)
+
+
+@pytest.mark.parametrize("baseline", ["uniform", 3, ("zeros",)])
+def test_unknown_baselines_list_only_what_the_curves_take(tiny_cnn, tiny_batch, baseline):
+    with pytest.raises(ValueError, match="unknown baseline") as error:
+        deletion(tiny_cnn, tiny_batch, torch.rand(3, 12, 12), 0, steps=2, baseline=baseline)
+    choices = str(error.value).split("use one of")[1]
+    assert "'uniform'" not in choices and "'mean'" in choices
+
+
 def test_nan_maps_and_callable_targets_are_refused(tiny_cnn, tiny_batch):
     maps = torch.rand(3, 12, 12)
     maps[1, 2, 3] = float("nan")
