@@ -1,4 +1,5 @@
 """Notebook 08's comparison explorer, driven headlessly: every method, its AUCs, and what each control recomputes."""
+import pytest
 import torch
 
 from helpers import ablation_cam, deletion, eigen_cam, hires_cam, insertion, occlusion, saliency, score_cam, seeded
@@ -84,3 +85,16 @@ def test_new_methods_are_in_the_comparison_and_score_cam_channels_follow_the_sta
     assert list(score_cam_channels(1280, 64)) == list(range(0, 1280, 20))
     assert list(score_cam_channels(40, 64)) == list(range(40))                 # fewer channels: all of them
     assert len(score_cam_channels(1152, 64)) == 64 and score_cam_channels(1152, 64).step == 18
+
+
+def test_a_layer_pass_of_another_photo_or_layer_is_refused(lite0, photos):
+    from helpers.cam import LayerPass
+
+    model, _ = lite0
+    cat, coffee = photos[:1], photos[1:]
+    run = LayerPass(model, cat, "head.act")
+    assert torch.equal(method_maps(model, cat, 285, methods=["Grad-CAM"], layer_pass=run)["Grad-CAM"],
+                       method_maps(model, cat, 285, methods=["Grad-CAM"])["Grad-CAM"])
+    for x, layer, message in [(coffee, "head.act", "other images"), (cat, "blocks.15", "recorded at 'head.act'")]:
+        with pytest.raises(ValueError, match=message):
+            method_maps(model, x, 285, layer, methods=["Grad-CAM"], layer_pass=run)
