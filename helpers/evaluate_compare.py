@@ -76,7 +76,7 @@ def method_maps(model, x: torch.Tensor, target, layer="head.act", *, methods=MET
                                                           batch_size=batch_size, progress=False)),
         "Integrated Gradients": lambda: reduce_channels(integrated_gradients(
             model, x, target, "zeros" if value_range is None else "black", steps=steps, value_range=value_range,
-            batch_size=batch_size, progress=False).attributions, "sum"),
+            batch_size=batch_size, progress=False, delta=False).attributions, "sum"),
         "Guided Grad-CAM": lambda: reduce_channels(guided_backprop(model, x, target)
                                                    * upsample(run.grad_cam(target), x.shape[-2:]).unsqueeze(-3)),
         **{name: (lambda variant=variant: variant(run, target)) for name, variant in GRADIENT_VARIANTS.items()},
