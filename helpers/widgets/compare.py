@@ -100,7 +100,7 @@ class ComparisonExplorer(_CamFamilyExplorer):
             self.panels[name] = (picture, label)
         super().__init__(model, preprocess, picker)
         grid = w.GridBox([w.VBox(panel) for panel in self.panels.values()],
-                         layout=w.Layout(grid_template_columns="repeat(6, 176px)"))
+                         layout=w.Layout(grid_template_columns="repeat(auto-fill, 176px)"))
         self.widget.children = (*self.widget.children[:3], grid, *self.widget.children[3:])
 
     def controls(self):
@@ -108,8 +108,9 @@ class ComparisonExplorer(_CamFamilyExplorer):
         self.baseline = w.Dropdown(options=list(BASELINE_CHOICES), value=next(iter(BASELINE_CHOICES)),
                                    description="baseline", style={"description_width": "initial"},
                                    layout=w.Layout(width="380px"))
-        self.perturbation = w.Checkbox(value=self._perturbation, indent=False,
-                                       description="perturbation methods (Score-CAM, Ablation-CAM, Occlusion: slow)")
+        self.perturbation = w.Checkbox(value=self._perturbation, indent=False, layout=w.Layout(width="330px"),
+                                       description="perturbation methods (slow)",
+                                       tooltip="Score-CAM, Ablation-CAM and Occlusion: hundreds of forward passes")
         self.layer.add_class("compare-layer")
         self.baseline.add_class("compare-baseline")
         self.perturbation.add_class("compare-perturbation")
