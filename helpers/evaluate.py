@@ -18,6 +18,7 @@ threshold (no loop over pixels or stages). Rows go through the model ``batch_siz
 """
 from __future__ import annotations
 
+import numbers
 from typing import NamedTuple
 
 import torch
@@ -26,8 +27,8 @@ from tqdm.auto import tqdm
 from .gradients import make_baselines
 from .hooks import check_batch, explaining
 from .maps import upsample
-from .noise import default_batch_size
-from .targets import check_target
+from .noise import default_batch_size, seeded
+from .targets import ClassIndices, prepare_target, target_scores
 
 __all__ = ["Curve", "CURVES", "ORDERS", "METRIC_BASELINES", "check_maps", "pixel_ranks", "stage_counts",
            "metric_baseline", "random_maps", "perturbation_curve", "deletion", "insertion"]
@@ -78,26 +79,41 @@ def check_maps(maps, x: torch.Tensor) -> torch.Tensor:
     return maps if (h, w) == (height, width) else upsample(maps, (height, width))
 
 
-def pixel_ranks(maps: torch.Tensor, order: str = "most") -> torch.Tensor:
+def pixel_ranks(maps: torch.Tensor, order: str = "most", seed: int = 0) -> torch.Tensor:
     """``(N, H·W)``: the stage order of every pixel, 0 for the first to change.
 
     ``order="most"`` ranks by decreasing map value (most relevant first), ``"least"`` by increasing.
-    Ties are broken by the pixel's position in reading order (row by row), so the ranking, and every
-    curve built from it, is the same on every run and every device.
+
+    **Ties are broken at random**, by a uniform key per pixel, ``torch.rand(N, H·W, generator=seeded(seed))``
+    (drawn on the CPU, so the ranking is the same on every run and device; among equal values the
+    smaller key goes first). A ReLU'd map is flat zero over whole regions, and a map that says nothing
+    about those pixels must not order them: breaking ties by position (reading order, which a stable
+    sort gives, and what a plain ``argsort`` in RISE's or quantus's code leaves to the sort's
+    implementation) removes the top rows first, a structured occlusion that can beat the map itself.
+    With random ties a constant map *is* a random ordering, the reference every map is judged against.
+    One seeded draw rather than an average over tie orders: the average would cost one set of curves
+    per draw, and the spread between draws is the spread of :func:`random_maps`, which the course
+    already reports.
     """
     if order not in ORDERS:
         raise ValueError(f"unknown order {order!r}: use 'most' (most relevant first) or 'least'")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"seed must be a whole number (it fixes the order among tied pixels), got {seed!r}")
     scores = maps.reshape(len(maps), -1)
-    by_rank = torch.sort(scores, dim=1, descending=order == "most", stable=True).indices
+    shuffle = torch.rand(scores.shape, generator=seeded(int(seed))).argsort(dim=1).to(scores.device)
+    # a stable sort of the shuffled scores keeps tied pixels in the order of their keys
+    by_rank = shuffle.gather(1, torch.sort(scores.gather(1, shuffle), dim=1, descending=order == "most",
+                                           stable=True).indices)
     positions = torch.arange(scores.shape[1], device=scores.device).expand_as(by_rank)
     return torch.empty_like(by_rank).scatter_(1, by_rank, positions)
 
 
 def stage_counts(pixels: int, steps: int) -> torch.Tensor:
     """How many pixels are changed at stages 0, 1, …, ``steps``: ``round(k · pixels / steps)``, ``(steps + 1,)``."""
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
         raise ValueError(f"steps must be a whole number ≥ 1 (stages between the photo and the baseline), "
                          f"got {steps!r}")
+    steps = int(steps)
     return torch.div(torch.arange(steps + 1, dtype=torch.long) * pixels * 2 + steps, 2 * steps, rounding_mode="floor")
 
 
@@ -112,10 +128,26 @@ def metric_baseline(x: torch.Tensor, baseline="zeros", value_range=None, blur_si
     """
     if isinstance(baseline, str) and baseline == "mean":
         return x.mean((-2, -1), keepdim=True).expand_as(x)
-    if isinstance(baseline, str) and baseline not in METRIC_BASELINES:
+    if not isinstance(baseline, torch.Tensor) and not (isinstance(baseline, str) and baseline in METRIC_BASELINES):
         raise ValueError(f"unknown baseline {baseline!r}: use one of {', '.join(map(repr, METRIC_BASELINES))} "
                          "or a tensor")
-    return make_baselines(x, baseline, value_range=value_range, blur_sigma=blur_sigma)[:, 0]
+    return make_baselines(x, baseline, value_range=_per_channel(value_range, x), blur_sigma=blur_sigma)[:, 0]
+
+
+def _per_channel(value_range, x: torch.Tensor):
+    """``(low, high)`` with each side a number or one value per channel (a list, or a tensor ``(C,)`` or
+    ``(C, 1, 1)``), as tensors that broadcast over ``(N, C, H, W)``."""
+    if value_range is None:
+        return None
+    channels = x.shape[-3]
+    sides = []
+    for side in value_range:
+        side = torch.as_tensor(side, dtype=x.dtype)
+        if side.numel() not in (1, channels):
+            raise ValueError(f"value_range holds {side.numel()} values per side but the images have {channels} "
+                             f"channels: give one number, or {channels} (one per channel), per side")
+        sides.append(side.reshape(-1, 1, 1) if side.numel() == channels else side.reshape(()))
+    return tuple(sides)
 
 
 def random_maps(x: torch.Tensor, generator: torch.Generator | None = None, size=None) -> torch.Tensor:
@@ -130,20 +162,20 @@ def random_maps(x: torch.Tensor, generator: torch.Generator | None = None, size=
     return torch.rand(len(x), *size, generator=generator, device=device).to(x.device)
 
 
-def _class_indices(target, n: int) -> torch.Tensor:
+def _class_indices(target, n: int) -> ClassIndices:
     if callable(target) and not isinstance(target, torch.Tensor):
         raise TypeError("deletion and insertion read a class probability: target must be a class index or one "
                         "index per image, not a callable")
-    classes = check_target(target, n)
-    if classes.ndim != 1:
-        raise ValueError(f"target has shape {tuple(classes.shape)}: the curves take one class per image; "
+    classes = prepare_target(target, n)
+    if classes.indices.ndim > 1:
+        raise ValueError(f"target has shape {tuple(classes.indices.shape)}: the curves take one class per image; "
                          "call them once per column of a (N, K) grid")
     return classes
 
 
 def perturbation_curve(model, x: torch.Tensor, maps, target, kind: str = "deletion", *, order: str = "most",
                        steps: int = 32, baseline=None, value_range=None, blur_sigma: float = 5.0,
-                       batch_size: int | None = None, progress: bool | None = None) -> Curve:
+                       seed: int = 0, batch_size: int | None = None, progress: bool | None = None) -> Curve:
     r"""The deletion or insertion curve of each image under its map.
 
     With :math:`r(p)` the rank of pixel :math:`p` (:func:`pixel_ranks`), :math:`n_k` = round(k·P/steps)
@@ -156,21 +188,24 @@ def perturbation_curve(model, x: torch.Tensor, maps, target, kind: str = "deleti
     :math:`k = 0 … \text{steps}`; the AUC is :math:`\int_0^1 p\,df` by the trapezoid rule over the
     fractions :math:`f_k = n_k / P`. ``baseline`` is :math:`b` (see :func:`metric_baseline`; default:
     ``"zeros"`` for deletion, ``"blur"`` for insertion, as in RISE). ``order="least"`` changes the least
-    relevant pixels first. ``maps`` ``(N, H, W)``, or at a layer's resolution ``(N, h, w)`` (upsampled);
+    relevant pixels first. Pixels with equal map values change in a random order fixed by ``seed``
+    (:func:`pixel_ranks`: a flat region is not read top row first). ``maps`` ``(N, H, W)``, or at a layer's resolution ``(N, h, w)`` (upsampled);
     ``target`` one class, or one per image. The ``N × (steps + 1)`` images go through the model
     ``batch_size`` rows at a time (``None``: 8 on a CPU, 32 on a GPU). The model is left as it was.
     """
     if kind not in CURVES:
         raise ValueError(f"unknown curve {kind!r}: use 'deletion' or 'insertion'")
     x = check_batch(model, x)
-    classes = _class_indices(target, len(x)).to(x.device)
+    checked = _class_indices(target, len(x))
+    classes = ClassIndices(checked.indices.to(x.device), checked.smallest, checked.largest)
     maps = check_maps(maps, x)
     counts = stage_counts(maps[0].numel(), steps).to(x.device)
     batch_size = default_batch_size(x.device) if batch_size is None else batch_size
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
         raise ValueError(f"batch_size must be a whole number ≥ 1, got {batch_size!r}")
+    batch_size, steps = int(batch_size), int(steps)
     background = metric_baseline(x, DEFAULT_BASELINE[kind] if baseline is None else baseline, value_range, blur_sigma)
-    ranks = pixel_ranks(maps, order)
+    ranks = pixel_ranks(maps, order, seed)
     # deletion shows the baseline where a pixel has been changed, insertion shows the photo there
     changed_shows, kept_shows = (background, x) if kind == "deletion" else (x, background)
     stages = steps + 1
@@ -185,7 +220,7 @@ def perturbation_curve(model, x: torch.Tensor, maps, target, kind: str = "deleti
             changed = (ranks[image] < counts[stage, None]).view(len(row), 1, *x.shape[-2:])
             images = torch.where(changed, changed_shows[image], kept_shows[image])
             logits = model(images)
-            probabilities[row] = logits.softmax(-1).gather(1, classes[image, None])[:, 0].double()
+            probabilities[row] = target_scores(logits.softmax(-1), classes, image).double()  # checks the range
     probabilities = probabilities.view(len(x), stages)
     fractions = counts.double() / maps[0].numel()
     return Curve(fractions, probabilities, torch.trapezoid(probabilities, fractions, dim=-1))

@@ -24,6 +24,7 @@ from .cam import LayerPass, cam, guided_backprop, smooth_grad_cam_pp
 from .cam_variants import GRADIENT_VARIANTS, eigen_cam
 from .evaluate import Curve, deletion, insertion
 from .gradients import integrated_gradients, reduce_channels, saliency, smooth_grad
+from .layers import resolve_layer
 from .maps import upsample
 from .perturbation import ablation_cam, occlusion, score_cam
 
@@ -59,6 +60,8 @@ def method_maps(model, x: torch.Tensor, target, layer="head.act", *, methods=MET
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}: choose from {', '.join(METHODS)}")
     run = layer_pass
+    if run is not None:
+        _check_layer_pass(run, model, x, layer)
     if any(name in methods for name in PASS_METHODS) and run is None:
         run = LayerPass(model, x, layer)
     generator = lambda: torch.Generator().manual_seed(seed)  # noqa: E731  a fresh one per method: same noise
@@ -73,7 +76,7 @@ def method_maps(model, x: torch.Tensor, target, layer="head.act", *, methods=MET
                                                           batch_size=batch_size, progress=False)),
         "Integrated Gradients": lambda: reduce_channels(integrated_gradients(
             model, x, target, "zeros" if value_range is None else "black", steps=steps, value_range=value_range,
-            batch_size=batch_size, progress=False).attributions, "sum"),
+            batch_size=batch_size, progress=False, delta=False).attributions, "sum"),
         "Guided Grad-CAM": lambda: reduce_channels(guided_backprop(model, x, target)
                                                    * upsample(run.grad_cam(target), x.shape[-2:]).unsqueeze(-3)),
         **{name: (lambda variant=variant: variant(run, target)) for name, variant in GRADIENT_VARIANTS.items()},
@@ -86,6 +89,19 @@ def method_maps(model, x: torch.Tensor, target, layer="head.act", *, methods=MET
                                        batch_size=batch_size, progress=False),
     }
     return {name: compute[name]().detach() for name in METHODS if name in methods}
+
+
+def _check_layer_pass(run: LayerPass, model, x: torch.Tensor, layer) -> None:
+    """A pass reused for other images, another layer or another model would give their maps silently."""
+    name = resolve_layer(model, layer)[0]
+    if run.model is not model:
+        raise ValueError("layer_pass was made with another model: pass LayerPass(model, x, layer) of this one")
+    if run.layer != name:
+        raise ValueError(f"layer_pass was recorded at {run.layer!r}, not at {name!r}: pass a LayerPass made at the "
+                         "layer you ask for (or leave layer_pass out)")
+    if run.image_index is not None or run.x.shape != x.shape or not torch.equal(run.x, x.to(run.x.device)):
+        raise ValueError("layer_pass was made for other images than x: pass LayerPass(model, x, layer) of these "
+                         "images (or leave layer_pass out)")
 
 
 class Scores(NamedTuple):

@@ -9,7 +9,9 @@ boxes; a hit on any of them counts.
 
 - **Pointing game**: a hit when the map's maximum lies in a box of the class, or within
   ``tolerance`` pixels of one (15 in the paper, at 224 pixels); the score over a data set is
-  hits / (hits + misses).
+  hits / (hits + misses). Distances are between pixels, from the maximum to the nearest pixel a box
+  covers (the rule above, the one :func:`box_masks` draws), so 0 means inside. A constant map has no
+  maximum: it points nowhere and counts as a miss.
 - **Energy-based pointing game**: the share of the map's positive mass inside the boxes,
   :math:`\sum_{p \in B} L^+_p / \sum_p L^+_p`; 1 when everything the map claims lies on the object.
   It rewards maps that are *concentrated* on the object rather than only peaked there. A map
@@ -20,6 +22,7 @@ everywhere in the course).
 """
 from __future__ import annotations
 
+import numbers
 from typing import NamedTuple, Sequence
 
 import torch
@@ -31,8 +34,9 @@ __all__ = ["PointingResult", "check_boxes", "box_masks", "pointing_game", "energ
 
 class PointingResult(NamedTuple):
     """``hits`` ``(N,)`` bools; ``points`` ``(N, 2)``: each map's maximum as ``(row, column)``
-    (the first in reading order when several pixels share it); ``distances`` ``(N,)``: pixels from
-    that point to the nearest box (0 inside one)."""
+    (the first in reading order when several pixels share it; ``(-1, -1)`` for a constant map, which has
+    none); ``distances`` ``(N,)``: pixels from that point to the nearest pixel a box covers (0 inside
+    one, ``inf`` for a constant map)."""
 
     hits: torch.Tensor
     points: torch.Tensor
@@ -44,34 +48,59 @@ def _check_maps(maps) -> torch.Tensor:
         raise ValueError(f"maps must be a tensor (N, H, W) at the image's resolution, got "
                          f"{getattr(maps, 'shape', type(maps).__name__)}; combine colour channels with "
                          "reduce_channels and upsample layer maps with helpers.upsample first")
+    if maps.dtype == torch.bool:
+        raise TypeError("the maps are booleans, a mask rather than a map: a map ranks pixels by how much they "
+                        "matter; pass mask.float() if the mask is what you mean to score")
+    if len(maps) == 0:
+        raise ValueError("no maps: the batch is empty; give one map per image, (N, H, W) with N ≥ 1")
     if not torch.isfinite(maps).all():
         raise ValueError("the maps hold NaN or infinite values, so they point nowhere: check the method that "
                          "produced them")
-    return maps.detach()
+    return maps.detach() if maps.is_floating_point() else maps.detach().double()
+
+
+def _covered(box: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first and last ``(column, row)`` of the pixels each box ``(B, 4)`` covers: pixel ``j`` is covered
+    when ``left ≤ j + ½ < right``, i.e. ``⌈left − ½⌉ ≤ j ≤ ⌈right − ½⌉ − 1``."""
+    return (box[:, :2] - 0.5).ceil(), (box[:, 2:] - 0.5).ceil() - 1
 
 
 def check_boxes(boxes: Sequence, size, count: int | None = None) -> list[torch.Tensor]:
     """``boxes`` as one float tensor ``(B, 4)`` per image, every box inside an image of ``size`` ``(H, W)``
-    and not empty, or a clear error naming the box. Per image: one box ``(4,)``, a list of boxes, or a list of
-    :class:`helpers.BoxedObject` (what :func:`helpers.load_boxes` returns)."""
+    and covering at least one pixel, or a clear error naming the box. Per image: one box ``(4,)``, a list
+    of boxes, or a list of :class:`helpers.BoxedObject` (what :func:`helpers.load_boxes` returns)."""
     height, width = size
+    if isinstance(boxes, (dict, str)):
+        raise TypeError(f"boxes must be a list with one entry per image (each a list of (left, top, right, "
+                        f"bottom) boxes), got {type(boxes).__name__}")
     if count is not None and len(boxes) != count:
         raise ValueError(f"{len(boxes)} sets of boxes for {count} map(s): give one list of boxes per image")
     checked = []
     for n, image_boxes in enumerate(boxes):
+        if isinstance(image_boxes, (dict, str)):
+            raise TypeError(f"image {n}: boxes are (left, top, right, bottom) sequences of numbers, got a "
+                            f"{type(image_boxes).__name__}; for a dict, pass [(d['left'], d['top'], d['right'], "
+                            "d['bottom'])]")
         if not isinstance(image_boxes, torch.Tensor) and len(image_boxes) and hasattr(image_boxes[0], "box"):
             image_boxes = [obj.box for obj in image_boxes]  # helpers.load_boxes' objects
-        box = torch.as_tensor(image_boxes, dtype=torch.float64)
+        try:
+            box = torch.as_tensor(image_boxes, dtype=torch.float64)
+        except (TypeError, ValueError, RuntimeError) as error:
+            raise TypeError(f"image {n}: boxes are (left, top, right, bottom) sequences of numbers, got "
+                            f"{image_boxes!r} ({error})") from None
         box = box[None] if box.ndim == 1 else box
         if box.ndim != 2 or box.shape[1] != 4 or len(box) == 0:
             raise ValueError(f"image {n}: expected boxes as (left, top, right, bottom), one row each; "
                              f"got shape {tuple(box.shape)}")
-        for left, top, right, bottom in box.tolist():
+        for (left, top, right, bottom), first, last in zip(box.tolist(), *_covered(box)):
             if not (0 <= left < right <= width and 0 <= top < bottom <= height):
                 raise ValueError(f"image {n}: box ({left:g}, {top:g}, {right:g}, {bottom:g}) is outside the "
                                  f"{height}×{width} image or empty; boxes are (left, top, right, bottom) in pixels "
                                  "of the image the maps cover (map them through the preprocessing's resize and "
                                  "crop, and upsample layer maps to the image first)")
+            if (last < first).any():
+                raise ValueError(f"image {n}: box ({left:g}, {top:g}, {right:g}, {bottom:g}) covers no pixel: a box "
+                                 "holds the pixels whose centre (j + ½) lies in it; widen it")
         checked.append(box)
     return checked
 
@@ -83,20 +112,27 @@ def box_masks(boxes: Sequence, size) -> torch.Tensor:
 
 
 def pointing_game(maps: torch.Tensor, boxes: Sequence, tolerance: float = 15.0) -> PointingResult:
-    """A hit for each map whose maximum lies within ``tolerance`` pixels of a box of its class."""
+    """A hit for each map whose maximum lies within ``tolerance`` pixels of a pixel a box of its class
+    covers (``tolerance=0``: inside, exactly the pixels :func:`box_masks` marks). A constant map is a miss."""
     maps = _check_maps(maps)
+    if isinstance(tolerance, bool) or not isinstance(tolerance, numbers.Real):
+        raise TypeError(f"tolerance must be a number of pixels ≥ 0 (15 in the paper; 0: inside a box), "
+                        f"got {tolerance!r}")
     if not tolerance >= 0:
         raise ValueError(f"tolerance must be ≥ 0 pixels, got {tolerance!r}")
     checked = check_boxes(boxes, maps.shape[-2:], len(maps))
-    flat = maps.reshape(len(maps), -1).argmax(1).cpu()  # torch returns the first maximum
-    points = torch.stack([flat // maps.shape[-1], flat % maps.shape[-1]], 1)
+    flat = maps.reshape(len(maps), -1)
+    constant = (flat.amax(1) == flat.amin(1)).cpu()
+    index = flat.argmax(1).cpu()  # torch returns the first maximum
+    points = torch.stack([index // maps.shape[-1], index % maps.shape[-1]], 1)
+    points[constant] = -1
     distances = []
-    for (row, column), box in zip(points.double(), checked):
-        centre_row, centre_column = row + 0.5, column + 0.5  # the pixel's centre in box coordinates
-        dx = (box[:, 0] - centre_column).clamp(min=0) + (centre_column - box[:, 2]).clamp(min=0)
-        dy = (box[:, 1] - centre_row).clamp(min=0) + (centre_row - box[:, 3]).clamp(min=0)
-        distances.append(torch.sqrt(dx ** 2 + dy ** 2).min())
-    distances = torch.stack(distances)
+    for point, box in zip(points.double(), checked):
+        first, last = _covered(box)
+        where = point.flip(0)  # (column, row), as the boxes are
+        gap = (first - where).clamp(min=0) + (where - last).clamp(min=0)
+        distances.append(gap.pow(2).sum(1).sqrt().min())
+    distances = torch.stack(distances).masked_fill(constant, float("inf"))
     return PointingResult(distances <= tolerance, points, distances)
 
 

@@ -23,6 +23,7 @@ map that the ReLU set to zero everywhere) has no ranking; torchmetrics gives it 
 from __future__ import annotations
 
 import copy
+import numbers
 import warnings
 from typing import Callable, NamedTuple
 
@@ -34,6 +35,7 @@ from .evaluate import check_maps
 from .hooks import check_batch, explaining
 from .layers import check_hookable
 from .maps import normalize
+from .noise import default_batch_size
 
 __all__ = ["CascadeResult", "cascade_layers", "randomise", "map_similarity", "randomisation_cascade"]
 
@@ -144,23 +146,46 @@ def randomise(module: nn.Module, seed: int) -> None:
                 target.copy_(value)
 
 
-def map_similarity(original: torch.Tensor, other: torch.Tensor) -> dict[str, torch.Tensor]:
+def map_similarity(original: torch.Tensor, other: torch.Tensor, batch_size: int | None = None
+                   ) -> dict[str, torch.Tensor]:
     """Spearman correlation of ``|maps|`` and of the signed maps, and SSIM of the min–max scaled ``|maps|``,
-    between two stacks of maps ``(N, H, W)``: a dict of ``(N,)`` tensors (torchmetrics, see the module notes)."""
-    from torchmetrics.functional.image import structural_similarity_index_measure
-    from torchmetrics.functional.regression import spearman_corrcoef
+    between two stacks of maps ``(N, H, W)``: a dict of ``(N,)`` tensors (torchmetrics, see the module notes).
 
+    The measures run on ``batch_size`` pairs of maps at a time (``None``: 8 on a CPU, 32 on a GPU), so memory
+    stays that of one chunk whatever ``N``. Maps holding NaN or infinite values are refused: the
+    measures would disagree about them (a rank correlation still ranks them, SSIM is NaN).
+    """
     if original.shape != other.shape or original.ndim != 3:
         raise ValueError(f"expected two stacks of maps of one shape (N, H, W), got {tuple(original.shape)} "
                          f"and {tuple(other.shape)}")
-    a, b = original.detach().float(), other.detach().float()  # float64 would make SSIM's convolutions 7× slower
+    if len(original) == 0:
+        raise ValueError("no maps: the stacks are empty; give one map per image, (N, H, W) with N ≥ 1")
+    for which, maps in (("original", original), ("other", other)):
+        bad = ~torch.isfinite(maps.detach()).flatten(1).all(1)
+        if bad.any():
+            raise ValueError(f"the {which} maps hold NaN or infinite values (map {bad.nonzero()[0].item()}"
+                             f"{' and others' if bad.sum() > 1 else ''}), so they have no ranking and no "
+                             "structure to compare: check the method that produced them")
+    batch_size = default_batch_size(original.device) if batch_size is None else batch_size
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        raise ValueError(f"batch_size must be a whole number ≥ 1, got {batch_size!r}")
+    chunks = [_similarity(a, b) for a, b in zip(original.detach().split(int(batch_size)),
+                                                 other.detach().split(int(batch_size)))]
+    return {key: torch.cat([chunk[key] for chunk in chunks]) for key in chunks[0]}
+
+
+def _similarity(original: torch.Tensor, other: torch.Tensor) -> dict[str, torch.Tensor]:
+    from torchmetrics.functional.image import structural_similarity_index_measure
+    from torchmetrics.functional.regression import spearman_corrcoef
+
+    a, b = original.float(), other.float()  # float64 would make SSIM's convolutions 7× slower
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*(constant|close to zero).*")
         columns = lambda maps: maps.reshape(len(maps), -1).T  # noqa: E731  one column per map
         spearman_abs = spearman_corrcoef(columns(a.abs()), columns(b.abs())).reshape(len(a))
         spearman = spearman_corrcoef(columns(a), columns(b)).reshape(len(a))
     scaled = [normalize(maps.abs(), "minmax")[:, None] for maps in (a, b)]
-    ssim = structural_similarity_index_measure(*scaled, data_range=1.0, reduction="none")
+    ssim = structural_similarity_index_measure(*scaled, data_range=1.0, reduction="none").reshape(len(a))
     return {"spearman_abs": spearman_abs, "spearman": spearman, "ssim": ssim}
 
 
