@@ -131,23 +131,7 @@ def metric_baseline(x: torch.Tensor, baseline="zeros", value_range=None, blur_si
     if not isinstance(baseline, torch.Tensor) and not (isinstance(baseline, str) and baseline in METRIC_BASELINES):
         raise ValueError(f"unknown baseline {baseline!r}: use one of {', '.join(map(repr, METRIC_BASELINES))} "
                          "or a tensor")
-    return make_baselines(x, baseline, value_range=_per_channel(value_range, x), blur_sigma=blur_sigma)[:, 0]
-
-
-def _per_channel(value_range, x: torch.Tensor):
-    """``(low, high)`` with each side a number or one value per channel (a list, or a tensor ``(C,)`` or
-    ``(C, 1, 1)``), as tensors that broadcast over ``(N, C, H, W)``."""
-    if value_range is None:
-        return None
-    channels = x.shape[-3]
-    sides = []
-    for side in value_range:
-        side = torch.as_tensor(side, dtype=x.dtype)
-        if side.numel() not in (1, channels):
-            raise ValueError(f"value_range holds {side.numel()} values per side but the images have {channels} "
-                             f"channels: give one number, or {channels} (one per channel), per side")
-        sides.append(side.reshape(-1, 1, 1) if side.numel() == channels else side.reshape(()))
-    return tuple(sides)
+    return make_baselines(x, baseline, value_range=value_range, blur_sigma=blur_sigma)[:, 0]
 
 
 def random_maps(x: torch.Tensor, generator: torch.Generator | None = None, size=None) -> torch.Tensor:

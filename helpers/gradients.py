@@ -246,12 +246,22 @@ def _value_range(value_range, like: torch.Tensor, baseline: str):
     if value_range is None:
         raise ValueError(f"baseline={baseline!r} needs the range of valid inputs: pass "
                          "value_range=preprocess.value_range (black is not zero once inputs are normalised)")
-    low, high = (torch.as_tensor(v, dtype=like.dtype) for v in value_range)  # checked where given (the CPU)
+    low, high = (_per_channel(side, like) for side in value_range)  # checked where given (the CPU)
     if not (low.is_meta or high.is_meta) and not (torch.isfinite(low).all() and torch.isfinite(high).all()
                                                   and (high > low).all()):
         raise ValueError("value_range must hold finite values with low < high in every channel: pass "
                          "value_range=preprocess.value_range")
     return low.to(like.device), high.to(like.device)
+
+def _per_channel(side, like: torch.Tensor) -> torch.Tensor:
+    """One side of ``value_range`` (a number, or one value per channel: a list, or a tensor ``(C,)`` or
+    ``(C, 1, 1)``) as a tensor that broadcasts over ``(..., C, H, W)``."""
+    channels = like.shape[-3]
+    side = torch.as_tensor(side, dtype=like.dtype)
+    if side.numel() not in (1, channels):
+        raise ValueError(f"value_range holds {side.numel()} values per side but the images have {channels} "
+                         f"channels: give one number, or {channels} (one per channel), per side")
+    return side.reshape(-1, 1, 1) if side.numel() == channels else side.reshape(())
 
 
 def make_baselines(x: torch.Tensor, baseline="zeros", samples: int = 1, value_range=None,

@@ -263,6 +263,10 @@ def test_baselines(tiny_batch):
     assert torch.equal(make_baselines(tiny_batch, "zeros"), torch.zeros(3, 1, 3, 12, 12))
     black = make_baselines(tiny_batch, "black", value_range=(low, high))
     assert black.shape == (3, 1, 3, 12, 12) and torch.equal(black[1, 0, :, 4, 7], low.flatten())
+    as_lists = (low.flatten().tolist(), high.flatten().tolist())  # what a user types: one value per channel
+    assert torch.equal(make_baselines(tiny_batch, "black", value_range=as_lists), black)
+    with pytest.raises(ValueError, match="3 channels"):
+        make_baselines(tiny_batch, "black", value_range=([-1.0, 0.0], [1.0, 1.0]))
     uniform = make_baselines(tiny_batch, "uniform", 5, (low, high), generator=seeded(1))
     assert uniform.shape == (3, 5, 3, 12, 12) and (uniform >= low).all() and (uniform <= high).all()
     assert torch.equal(uniform, make_baselines(tiny_batch, "uniform", 5, (low, high), generator=seeded(1)))
