@@ -32,6 +32,7 @@ def test_smoke_run_reports_every_method_with_equal_work(tmp_path):
             assert difference < 1e-4, f"{row['method']}: {variant} differs from the helper by {difference:.1e}"
     assert all("limit" in r["agreement"] for r in rows if r["method"] not in ("activation maximisation", "Deep Dream"))
     assert next(r for r in rows if r["method"] == "Grad-CAM top-5")["one_call_to_five_calls"] > 0
+    assert [(r["batch"], r["method"]) for r in rows if r["batch"] not in (1, 2)] == [(4, "explain_dataset")]
 
     if sys.platform == "linux":  # peak memory is measured from /proc
         assert all(v is not None and v >= 0 for r in rows for v in r["peak_mib"].values())
