@@ -43,6 +43,8 @@ def image_folder(spec: str, preprocess):
 # Where images come from: "KIND:SPEC" on the command line, a bare path meaning a folder. Another source (e.g.
 # notebook 10's generated data set) is one entry: KIND → f(spec, preprocess) → a Dataset.
 DATA_SOURCES = {"folder": image_folder}
+# Models beyond load_model's names (e.g. notebook 10's ShapeNet): NAME → f(device) → (model, preprocess).
+MODEL_SOURCES = {}
 
 
 def open_data(text: str, preprocess):
@@ -54,11 +56,13 @@ def open_data(text: str, preprocess):
 
 def open_model(text: str, architecture: str, device):
     """``(model, preprocess)`` from a model name or the path of a state dict for ``architecture``."""
+    if text in MODEL_SOURCES:
+        return MODEL_SOURCES[text](device)
     if text in available_models():
         return load_model(text, device=device)
     if Path(text).is_file():
         return load_model(architecture, weights=text, device=device)
-    raise ValueError(f"--model {text!r} is neither a model name ({', '.join(available_models())}) nor a file "
+    raise ValueError(f"--model {text!r} is neither a model name ({', '.join([*MODEL_SOURCES, *available_models()])}) nor a file "
                      "(a state dict for --architecture)")
 
 

@@ -61,7 +61,8 @@ class RunFolder:
     """The folder ``path`` of one run described by ``config`` (a JSON-able dict)."""
 
     def __init__(self, path, config: dict):
-        self.path, self.config = Path(path), {"format": FORMAT, **config}
+        self.path = Path(path)
+        self.config = json.loads(json.dumps({"format": FORMAT, **config}))  # as it reads back from run.json
         self.parts = self.path / PARTS
 
     # ------------------------------------------------------------------ set-up (rank 0) and resume
