@@ -140,6 +140,25 @@ def test_a_method_that_raises_stops_the_run_naming_the_batch_and_the_rerun_resum
     pd.testing.assert_frame_equal(resumed, reference)
 
 
+def test_a_batch_killed_between_its_maps_and_its_table_is_done_again(tmp_path):
+    """The table part is written last: a batch whose maps are on disk but whose table is not (a run killed
+    in between) counts as unfinished, and the rerun overwrites its maps; stray temporary files do no harm."""
+    reference = run(tmp_path / "whole", save_maps=True)
+    out = tmp_path / "killed"
+    run(out, save_maps=True)
+    (out / "parts" / "00000004.parquet").unlink()
+    np.save(out / "parts" / "00000004" / "saliency.npy", np.full((4, 12, 12), 7, dtype=np.float16))
+    (out / "parts" / ".00000004.12345.tmp.parquet").write_bytes(b"half a file")
+    (out / "metrics.parquet").unlink()
+    calls = []
+    counting = lambda model, x, target: calls.append(len(x)) or saliency(model, x, target)  # noqa: E731
+    pd.testing.assert_frame_equal(run(out, save_maps=True, methods={"Grad-CAM": course_grad_cam, "saliency": counting}),
+                                  reference)
+    assert calls == [4]
+    for name in ("metrics.parquet", "maps/saliency.npy", "maps/Grad-CAM.npy", "maps/index.npy"):
+        assert (out / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
+
+
 def test_an_output_folder_of_another_run_is_refused_unless_overwrite(tmp_path):
     run(tmp_path)
     before = (tmp_path / "metrics.parquet").read_bytes()

@@ -40,14 +40,6 @@ class World:
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
-    def gather(self, value) -> list:
-        """Every rank's ``value``, in rank order, on every rank."""
-        if self.size == 1:
-            return [value]
-        values = [None] * self.size
-        dist.all_gather_object(values, value)
-        return values
-
 
 def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1

@@ -97,7 +97,7 @@ class RunFolder:
         return np.unique(np.concatenate(done)) if done else np.empty(0, dtype=np.int64)
 
     def _part_files(self) -> list[Path]:
-        return sorted(self.parts.glob("*.parquet"))
+        return sorted(self.parts.glob("[0-9]*.parquet"))  # not the temporary files of a killed writer
 
     # ------------------------------------------------------------------ one batch
     def write_batch(self, first: int, rows: pd.DataFrame, maps: dict[str, np.ndarray] | None = None):
