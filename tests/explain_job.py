@@ -17,7 +17,7 @@ from conftest import TinyCNN
 from helpers import saliency
 from helpers.explain import explain_dataset
 
-IMAGES, BATCH = 18, 4
+IMAGES, BATCH = 10, 4
 
 
 class Noise(Dataset):
