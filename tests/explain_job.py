@@ -10,6 +10,7 @@ import os
 import time
 from pathlib import Path
 
+import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
@@ -57,9 +58,11 @@ def main():
             time.sleep(600)
         return saliency(model, x, target)
 
-    explain_dataset(tiny_model(), Noise(), {"Grad-CAM": "Grad-CAM", "saliency": logged_saliency, "random": "random"},
-                    ["deletion", "insertion", "pointing", "energy"], out=args.out, layer="features.3",
-                    batch_size=BATCH, save_maps=True, progress=False)
+    table = explain_dataset(tiny_model(), Noise(), {"Grad-CAM": "Grad-CAM", "saliency": logged_saliency,
+                                                    "random": "random"},
+                            ["deletion", "insertion", "pointing", "energy"], out=args.out, layer="features.3",
+                            batch_size=BATCH, save_maps=True, progress=False)
+    assert table.equals(pd.read_parquet(args.out / "metrics.parquet")), f"rank {rank} returned another table"
 
 
 if __name__ == "__main__":

@@ -81,22 +81,23 @@ def explain_dataset(model, data, methods, metrics=("deletion", "insertion"), out
         shown = (world.leader and bool(batches)) if progress is None else progress
         run.all(batch_loader(dataset, batches, settings), batches, world, shown)
         world.barrier()
-        table = _on_leader(world, lambda: folder.merge(list(method_calls), dtype is not None))
-    return table
+        table = _on_leader(world, lambda: folder.merge(list(method_calls), dtype is not None), share=False)
+    return folder.read() if table is None else table
 
 
-def _on_leader(world: World, work):
-    """``work()`` on rank 0, its result (or its error, raised) on every rank."""
+def _on_leader(world: World, work, share: bool = True):
+    """``work()`` on rank 0; its error raised on every rank, its result returned on every rank (``share``)
+    or on rank 0 only (the others get None)."""
     result = error = None
     if world.leader:
         try:
             result = work()
         except Exception as raised:  # handed to the other ranks, then raised everywhere
             error = raised
-    result, error = world.from_leader((result, error))
+    shared, error = world.from_leader((result if share else None, error))
     if error is not None:
         raise error
-    return result
+    return result if world.leader else shared
 
 
 def model_fingerprint(model) -> dict:

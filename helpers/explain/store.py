@@ -126,6 +126,10 @@ class RunFolder:
             self._merge_maps(parts, methods)
         return table
 
+    def read(self) -> pd.DataFrame:
+        """The merged table, as :meth:`merge` wrote it."""
+        return pd.read_parquet(self.path / METRICS)
+
     def _merge_maps(self, parts: list[Path], methods: list[str]):
         """Stream the parts' maps into one ``.npy`` per method, one part in memory at a time."""
         folder = self.path / MAPS
