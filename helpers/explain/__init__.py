@@ -7,8 +7,9 @@ table out (Parquet, read with pandas), resumable, and on several processes or GP
 ...                         out="runs/photos", batch_size=32)
 >>> table.groupby("method")[["deletion", "insertion"]].mean()
 
-The command line does the same: ``python -m helpers.explain --help``. EXPLAIN_API.md at the repository's
-root describes the contract (what a method and a metric receive and return, the output folder).
+The command line does the same: ``python -m helpers.explain --help``. What a method and a metric receive and
+return: :mod:`helpers.explain.scoring`; the output folder: :mod:`helpers.explain.store`; how batches are cut and
+shared between processes: :mod:`helpers.explain.batches`.
 """
 from .batches import ImageTransform, plan_batches
 from .engine import TARGETS, BatchFailed, explain_dataset

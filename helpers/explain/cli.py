@@ -141,7 +141,7 @@ def main(argv=None) -> int:
         return 1
     if os.environ.get("RANK", "0") == "0":  # under torchrun every rank has the table; one prints it
         print(f"{table['index'].nunique()} images, {len(args.methods)} methods → {Path(args.out) / 'metrics.parquet'}")
-        if len(table):
-            metrics = table.columns[table.columns.get_loc("probability") + 1:]
+        metrics = table.columns[table.columns.get_loc("probability") + 1:] if len(table) else []
+        if len(metrics):
             print(table.groupby("method", sort=False)[metrics].mean().to_string(float_format="%.4f"))
     return 0
