@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -84,6 +85,29 @@ def load() -> str:
     return " ".join(f"{v:.1f}" for v in os.getloadavg())
 
 
+def summary(report: dict) -> list[str]:
+    """The markdown lines of a report: medians over rounds, and each round's own speed-up."""
+    runs, images = report["runs"], report["images"]
+    one, two = ({k: statistics.median(r[k] for r in runs[p]) for k in ("wall", "cpu")} for p in ("1", "2"))
+    per_round = ", ".join(f"{a['wall'] / b['wall']:.2f}" for a, b in zip(runs["1"], runs["2"]))
+    return [f"explain_dataset, {report['workload']}, {images} images in batches of {report['batch']}, Grad-CAM + "
+            f"deletion & insertion at {report['steps']} steps, one thread per process ({report['date']}, load average "
+            f"{report['load_before']} before, {report['load_after']} after; medians of {len(runs['1'])} rounds):", "",
+            "| processes | wall s | images/s | CPU s (all processes) |", "|---|---:|---:|---:|",
+            f"| 1 | {one['wall']:.2f} | {images / one['wall']:.2f} | {one['cpu']:.2f} |",
+            f"| 2 (torchrun, gloo) | {two['wall']:.2f} | {images / two['wall']:.2f} | {two['cpu']:.2f} |", "",
+            f"Wall-clock speed-up {one['wall'] / two['wall']:.2f}× (per round: {per_round}; 2.00 would be perfect on two "
+            f"idle cores; on a loaded machine two processes also get two shares of the scheduler, so it can exceed 2). "
+            f"CPU time of two processes ÷ one: {two['cpu'] / one['cpu']:.2f} (what sharing the work costs)."]
+
+
+def write(report: dict, out: Path):
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "explain-scaling-cpu.json").write_text(json.dumps(report, indent=1))
+    (out / "explain-scaling-cpu.md").write_text("# explain_dataset on one and two processes\n\n"
+                                                 + "\n".join(summary(report)) + "\n")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--smoke", action="store_true", help="a tiny CNN: seconds")
@@ -92,38 +116,29 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=4, help="deletion and insertion steps")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--out", type=Path, help="write explain-scaling-cpu.json and .md here")
+    parser.add_argument("--report", type=Path, help="only write the .md of a recorded explain-scaling-cpu.json again")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         return worker(args)
-    before, runs = load(), {1: [], 2: []}
+    if args.report:
+        report = json.loads(args.report.read_text())
+        write(report, args.report.parent)
+        return report
+    before, runs = load(), {"1": [], "2": []}
     with tempfile.TemporaryDirectory(prefix="explain-scaling-") as folder:
         for round_ in range(args.rounds):
             for processes in ((1, 2) if round_ % 2 == 0 else (2, 1)):
-                runs[processes].append(launch(processes, args, Path(folder)))
-                r = runs[processes][-1]
+                r = launch(processes, args, Path(folder))
+                runs[str(processes)].append(r)
                 print(f"round {round_ + 1}, {processes} process(es): {r['wall']:.2f} s wall, {r['cpu']:.2f} s CPU, "
                       f"{args.images / r['wall']:.2f} images/s", flush=True)
-    median = lambda values: sorted(values)[len(values) // 2]  # noqa: E731  (upper median of a few rounds)
-    one, two = ({k: median([r[k] for r in runs[p]]) for k in ("wall", "cpu")} for p in (1, 2))
     report = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_before": before, "load_after": load(),
               "workload": "tiny" if args.smoke else "lite0", "images": args.images, "batch": args.batch,
-              "steps": args.steps, "rounds": args.rounds, "runs": runs,
-              "images_per_second": {"1 process": args.images / one["wall"], "2 gloo processes": args.images / two["wall"]},
-              "speed_up": one["wall"] / two["wall"], "cpu_two_over_one": two["cpu"] / one["cpu"]}
-    lines = [f"explain_dataset, {report['workload']}, {args.images} images in batches of {args.batch}, Grad-CAM + "
-             f"deletion & insertion at {args.steps} steps, one thread per process ({report['date']}, load average "
-             f"{before} before, {report['load_after']} after; medians of {args.rounds} rounds):", "",
-             "| processes | wall s | images/s | CPU s (all processes) |", "|---|---:|---:|---:|",
-             f"| 1 | {one['wall']:.2f} | {args.images / one['wall']:.2f} | {one['cpu']:.2f} |",
-             f"| 2 (torchrun, gloo) | {two['wall']:.2f} | {args.images / two['wall']:.2f} | {two['cpu']:.2f} |", "",
-             f"Speed-up {report['speed_up']:.2f}× (2.00 would be perfect); CPU time of two processes ÷ one: "
-             f"{report['cpu_two_over_one']:.2f}."]
-    print("\n".join(lines))
+              "steps": args.steps, "runs": runs}
+    print("\n".join(summary(report)))
     if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "explain-scaling-cpu.json").write_text(json.dumps(report, indent=1))
-        (args.out / "explain-scaling-cpu.md").write_text("# explain_dataset on one and two processes\n\n" + "\n".join(lines) + "\n")
+        write(report, args.out)
     return report
 
 
