@@ -20,6 +20,8 @@ examples:
   python -m helpers.explain photos/ --methods Grad-CAM saliency random --out runs/photos
   python -m helpers.explain photos/ --model resnet50 --layer layer4 --batch-size 16 --device cuda
   python -m helpers.explain photos/ --model finetuned.pth --architecture resnet50 --max-images 200
+  python -m helpers.explain generated:500 --model shapenet-shortcut --layer block5.act \
+                            --methods Grad-CAM saliency random --metrics pointing energy deletion insertion
   torchrun --nproc_per_node=4 -m helpers.explain photos/ --device cuda --out runs/photos
                                     (one process per GPU, NCCL; rank 0 merges the parts)
 
@@ -40,24 +42,54 @@ def image_folder(spec: str, preprocess):
     return ImageFolder(str(root), transform=ImageTransform(preprocess))
 
 
-# Where images come from: "KIND:SPEC" on the command line, a bare path meaning a folder. Another source (e.g.
-# notebook 10's generated data set) is one entry: KIND → f(spec, preprocess) → a Dataset.
-DATA_SOURCES = {"folder": image_folder}
-# Models beyond load_model's names (e.g. notebook 10's ShapeNet): NAME → f(device) → (model, preprocess).
-MODEL_SOURCES = {}
+def generated_set(spec: str, preprocess):
+    """Notebook 10's test images (``helpers.ground_truth.evaluation_scenes``), ``generated`` (its 500) or
+    ``generated:N``; items ``(image, class, object mask)``, so ``pointing`` and ``energy`` score the maps
+    against the object that decides the class."""
+    from torch.utils.data import TensorDataset
+
+    from ..ground_truth import evaluation_scenes
+
+    if spec and not spec.isdigit():
+        raise ValueError(f"generated:{spec}: give a number of images, e.g. generated:500")
+    world, scenes = evaluation_scenes(*([int(spec)] if spec else []))
+    images, parts = world.render(scenes)
+    return TensorDataset(images, scenes.labels, parts.object)
+
+
+def shape_model(kind: str):
+    """Notebook 10's ShapeNet ``kind`` (``clean`` or ``shortcut``): its images are model input as they are."""
+    def load(device):
+        from ..images import Preprocess
+        from ..synthetic_model import load_shape_model
+
+        return load_shape_model(kind, device), Preprocess(64, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+    return load
+
+
+# Where images come from: "KIND[:SPEC]" on the command line, anything else a folder (ImageFolder layout).
+DATA_SOURCES = {"folder": image_folder, "generated": generated_set}
+# Models beyond load_model's names: NAME → f(device) → (model, preprocess).
+MODEL_SOURCES = {"shapenet-clean": shape_model("clean"), "shapenet-shortcut": shape_model("shortcut")}
 
 
 def open_data(text: str, preprocess):
     kind, _, spec = text.partition(":")
-    if not spec or kind not in DATA_SOURCES or Path(text).exists():
+    if kind not in DATA_SOURCES or Path(text).exists():
         kind, spec = "folder", text
-    return DATA_SOURCES[kind](spec, preprocess)
+    try:
+        return DATA_SOURCES[kind](spec, preprocess)
+    except ModuleNotFoundError as error:  # a source whose helpers this copy of the course does not have
+        raise ValueError(f"the data source {kind!r} needs {error.name}, which this copy of helpers lacks") from error
 
 
 def open_model(text: str, architecture: str, device):
     """``(model, preprocess)`` from a model name or the path of a state dict for ``architecture``."""
     if text in MODEL_SOURCES:
-        return MODEL_SOURCES[text](device)
+        try:
+            return MODEL_SOURCES[text](device)
+        except ModuleNotFoundError as error:
+            raise ValueError(f"--model {text} needs {error.name}, which this copy of helpers lacks") from error
     if text in available_models():
         return load_model(text, device=device)
     if Path(text).is_file():
@@ -73,12 +105,14 @@ def parser() -> argparse.ArgumentParser:
                     "and write a table (Parquet) you can read with pandas. Resumable; several processes or GPUs "
                     "with torchrun.")
     p.add_argument("data", help="a folder of class sub-folders of images (torchvision ImageFolder layout), or "
-                                f"KIND:SPEC for another source ({', '.join(DATA_SOURCES)})")
+                                "generated[:N]: notebook 10's test images with their object masks (use "
+                                "--model shapenet-clean or shapenet-shortcut, and --metrics pointing energy …)")
     model = p.add_argument_group("model")
     model.add_argument("--model", default="efficientnet_lite0", metavar="NAME|PATH",
                        help="the course model (efficientnet_lite0, the default, with its ImageNet weights), a "
-                            "torchvision name (resnet50, vgg16, …: downloads its weights once), or the path of a "
-                            "state dict saved with torch.save(model.state_dict(), path)")
+                            "torchvision name (resnet50, vgg16, …: downloads its weights once), notebook 10's "
+                            "shapenet-clean or shapenet-shortcut, or the path of a state dict saved with "
+                            "torch.save(model.state_dict(), path)")
     model.add_argument("--architecture", default="efficientnet_lite0", metavar="NAME",
                        help="the model a state dict given to --model belongs to (default: %(default)s)")
     model.add_argument("--layer", default=None, help="the layer CAM methods explain (default: head.act on the "
