@@ -241,3 +241,11 @@ def test_methods_and_metrics_by_name_and_with_options(tmp_path):
     predicted = model(images[:5]).argmax(-1)
     expected = deletion(model, images[:5], grad_cam(model, images[:5], predicted, LAYER), predicted, steps=8).auc
     np.testing.assert_array_equal(table[table.method == "Grad-CAM"]["deletion@8"], expected.numpy())
+
+
+def test_the_engine_is_reachable_from_the_top_level_namespace_without_slowing_import_helpers():
+    import helpers
+
+    assert helpers.explain_dataset is explain_dataset and helpers.load_maps is load_maps
+    with pytest.raises(AttributeError, match="no attribute 'explain_datasets'"):
+        helpers.explain_datasets  # noqa: B018
