@@ -89,6 +89,14 @@ def test_pointing_and_energy_read_the_mask():
     assert energy(None, None, maps[:, :2, :2] * 0 - 1, None, masks[:, ::2, ::2]).isnan().all()
 
 
+def test_a_flat_map_points_at_a_random_pixel_not_the_top_left_corner():
+    masks = torch.zeros(400, 8, 8, dtype=torch.bool)
+    masks[:, :4, :4] = True                                   # the top-left quarter, where reading order starts
+    hits = pointing(None, None, torch.zeros(400, 8, 8), None, masks)
+    assert 0.15 < hits.mean() < 0.35                          # about the mask's area, 1/4, not 1.0
+    assert torch.equal(hits, pointing(None, None, torch.zeros(400, 8, 8), None, masks))   # seeded
+
+
 def test_maps_are_kept_small_in_float16_and_read_lazily(tmp_path):
     images, labels, _ = tiny_data(size=16)
     model = tiny_model()

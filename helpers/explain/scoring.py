@@ -11,7 +11,8 @@ A **metric** is any ``f(model, x, maps, target, masks) → scores``: ``maps`` as
 ``"<metric>.<key>"``). By name: :data:`METRIC_NAMES`.
 
 - ``deletion``, ``insertion``: the area under the curve (:func:`helpers.deletion`, 16 steps);
-- ``pointing``: 1.0 when the map's maximum lies in the mask, else 0.0 (Zhang et al., 2016, with a mask for a box);
+- ``pointing``: 1.0 when the map's maximum lies in the mask, else 0.0 (Zhang et al., 2016, with a mask for a box;
+  ties broken at random, seeded);
 - ``energy``: the share of the map's positive part inside the mask, :math:`\sum_M L^+ / \sum L^+`
   (Wang et al., 2020; NaN for a map with no positive part).
 """
@@ -77,11 +78,14 @@ def _image_maps(maps: torch.Tensor, masks, metric: str) -> torch.Tensor:
     return maps if maps.shape[-2:] == masks.shape[-2:] else upsample(maps, masks.shape[-2:])
 
 
-def pointing(model, x, maps, target, masks) -> torch.Tensor:
-    """1.0 where the (upsampled) map's maximum, the first in reading order, lies in the image's mask."""
-    maps = _image_maps(maps, masks, "pointing")
-    peak = maps.reshape(len(maps), -1).argmax(1)
-    return masks.reshape(len(masks), -1).gather(1, peak[:, None].to(masks.device))[:, 0].bool().double()
+def pointing(model, x, maps, target, masks, *, seed: int = 0) -> torch.Tensor:
+    """1.0 where the (upsampled) map's maximum lies in the image's mask. Among tied maxima one is drawn at random
+    (seeded), not the first in reading order: a flat map then hits as often as the mask's area predicts instead
+    of always pointing at the top-left corner."""
+    flat = _image_maps(maps, masks, "pointing").flatten(1)
+    keys = torch.rand(flat.shape, generator=torch.Generator().manual_seed(seed)).to(flat.device)
+    peak = torch.where(flat == flat.amax(1, keepdim=True), keys, -1.0).argmax(1)
+    return masks.flatten(1).gather(1, peak[:, None].to(masks.device))[:, 0].bool().double()
 
 
 def energy(model, x, maps, target, masks) -> torch.Tensor:
