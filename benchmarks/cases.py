@@ -354,3 +354,4 @@ def randomisation_cascade_row(s: Setup):
         check={"helper": lambda result: result.maps, "limit": lambda maps: upsample(maps, x.shape[-2:]),
                "limit+measures": same, "naive": same})]
 from . import cases_variants  # noqa: E402,F401  notebook 09's rows, registered after these
+from . import cases_explain  # noqa: E402,F401  issue 22's explain_dataset row, registered last

@@ -23,3 +23,10 @@ from .evaluate import Curve, deletion, insertion, metric_baseline, perturbation_
 from .evaluate_sanity import CascadeResult, cascade_layers, map_similarity, randomisation_cascade
 from .evaluate_pointing import PointingResult, box_masks, energy_pointing_game, pointing_game
 from .evaluate_compare import LAYER_METHODS, METHODS, Scores, method_maps, score_maps
+
+
+def __getattr__(name):  # explain_dataset & co. load pandas and pyarrow: only when first used (PEP 562)
+    if name in ("explain_dataset", "load_maps", "ImageTransform"):
+        from . import explain
+        return getattr(explain, name)
+    raise AttributeError(f"module 'helpers' has no attribute {name!r}")

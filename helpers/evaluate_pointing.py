@@ -29,7 +29,7 @@ import torch
 
 from .maps import box_mask
 
-__all__ = ["PointingResult", "check_boxes", "box_masks", "pointing_game", "energy_pointing_game"]
+__all__ = ["PointingResult", "check_boxes", "box_masks", "pointing_game", "energy_pointing_game", "energy_share"]
 
 
 class PointingResult(NamedTuple):
@@ -139,7 +139,13 @@ def pointing_game(maps: torch.Tensor, boxes: Sequence, tolerance: float = 15.0) 
 def energy_pointing_game(maps: torch.Tensor, boxes: Sequence) -> torch.Tensor:
     r"""``(N,)`` float64: the share of each map's positive part inside its boxes, :math:`\sum_B L^+ / \sum L^+`."""
     maps = _check_maps(maps)
-    inside = box_masks(check_boxes(boxes, maps.shape[-2:], len(maps)), maps.shape[-2:]).to(maps.device)
-    energy = maps.double().clamp(min=0)
+    return energy_share(maps, box_masks(check_boxes(boxes, maps.shape[-2:], len(maps)), maps.shape[-2:]))
+
+
+def energy_share(maps: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:
+    r"""``(N,)`` float64: the share of each map's positive part on the pixels ``inside`` ``(N, H, W)`` (booleans
+    at the maps' resolution), :math:`\sum_M L^+ / \sum L^+`; NaN for a map with no positive part."""
+    energy = maps.detach().double().clamp(min=0)
     total = energy.sum((-2, -1))
+    inside = inside.to(energy.device)
     return torch.where(total > 0, (energy * inside).sum((-2, -1)) / total, torch.full_like(total, float("nan")))

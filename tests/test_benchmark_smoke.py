@@ -32,9 +32,10 @@ def test_smoke_run_reports_every_method_with_equal_work(tmp_path):
             assert difference < 1e-4, f"{row['method']}: {variant} differs from the helper by {difference:.1e}"
     assert all("limit" in r["agreement"] for r in rows if r["method"] not in ("activation maximisation", "Deep Dream"))
     assert next(r for r in rows if r["method"] == "Grad-CAM top-5")["one_call_to_five_calls"] > 0
+    assert [(r["batch"], r["method"]) for r in rows if r["batch"] not in (1, 2)] == [(4, "explain_dataset")]
 
     if sys.platform == "linux":  # peak memory is measured from /proc
-        assert all(v is not None and v >= 0 for r in rows for v in r["peak_mib"].values())
+        assert all(v is not None and v >= 0 for r in rows if r["batch"] in (1, 2) for v in r["peak_mib"].values())
         assert {m["method"] for m in report["memory_only"]} == {"Smooth Grad-CAM++", "SmoothGrad", "Integrated Gradients"}
     explorer = report["explorer"]  # the Grad-CAM explorer's update costs
     assert all(math.isfinite(explorer[k]) and explorer[k] > 0 for k in ("class_change_seconds",

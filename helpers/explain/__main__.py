@@ -1,0 +1,6 @@
+"""``python -m helpers.explain --help``"""
+import sys
+
+from .cli import main
+
+sys.exit(main())
