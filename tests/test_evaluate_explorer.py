@@ -21,6 +21,9 @@ def test_every_method_with_its_scores_and_what_each_control_recomputes(lite0):
     for name in METHODS:
         auc = f"{scores[name].deletion.auc.item():.3f}"
         assert any(title.startswith(f"{name}\n") and auc in title for title in titles), name
+    curves = {line.get_label(): line for line in figure.axes[len(METHODS) + 1].get_lines()}
+    assert len({(tuple(curves[name].get_color()), curves[name].get_linestyle()) for name in METHODS}) == len(METHODS)
+    assert len({tuple(curves[name].get_color()) for name in METHODS}) == len(METHODS)  # one colour per method
     assert "Score-CAM on 8 of 1280 channels (every 160. from 0)" in explorer.status.value
     assert torch.allclose(maps["Score-CAM"], score_cam(model, explorer.x, target, "head.act",
                                                        channels=range(0, 1280, 160))[0])

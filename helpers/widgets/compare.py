@@ -118,10 +118,12 @@ class ComparisonExplorer(_CamFamilyExplorer):
                           f"ins. {scores.insertion.auc.item():.3f}")
         curves = len(METHODS) + 1
         for ax, kind, better in [(axes[curves], "deletion", "lower"), (axes[curves + 1], "insertion", "higher")]:
-            for name, scores in result["scores"].items():
+            for index, (name, scores) in enumerate(result["scores"].items()):
                 curve = getattr(scores, kind)
-                ax.plot(curve.fractions.cpu(), curve.probabilities[0].cpu(), label=name,
-                        linestyle=":" if name in REFERENCES else "-", color="grey" if name in REFERENCES else None)
+                # 15 methods: tab20 gives each its own colour (the default cycle repeats after 10)
+                style = (dict(linestyle=":", color="grey") if name in REFERENCES else
+                         dict(linestyle="-" if index % 2 == 0 else "--", color=plt.cm.tab20(index % 20)))
+                ax.plot(curve.fractions.cpu(), curve.probabilities[0].cpu(), label=name, **style)
             ax.set_title(f"{kind} (area: {better} is better)", fontsize=9)
             ax.set_xlabel("fraction of pixels changed", fontsize=8)
             ax.set_ylabel("class probability", fontsize=8)
