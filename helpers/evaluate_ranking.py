@@ -19,7 +19,7 @@ from typing import Mapping, Sequence
 
 import torch
 
-__all__ = ["identical_groups", "crossed_bootstrap", "ranking_table"]
+__all__ = ["identical_groups", "crossed_bootstrap", "ranking_table", "edge_maps"]
 
 
 def identical_groups(maps: Mapping[str, torch.Tensor], rtol: float = 1e-4) -> list[list[str]]:
@@ -91,3 +91,13 @@ def ranking_table(auc: Mapping[str, torch.Tensor], references: Mapping[str, torc
                      "low": low, "high": high, "beats_chance": sign * (low if sign > 0 else high) > 0})
     table = pd.DataFrame(rows).set_index("maps")
     return table.sort_values("difference", ascending=better == "lower")
+
+
+def edge_maps(images: torch.Tensor) -> torch.Tensor:
+    """The control map: ``|∇ brightness|`` by Sobel filters, ``(N, H, W)``, computed from the photos alone
+    (no model), so it is the same whatever network it is said to explain."""
+    grey = images.mean(1, keepdim=True)
+    sobel = torch.tensor([[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]], device=images.device,
+                         dtype=images.dtype)
+    padded = torch.nn.functional.pad(grey, (1, 1, 1, 1), mode="replicate")
+    return torch.nn.functional.conv2d(padded, torch.stack([sobel, sobel.T])[:, None]).norm(dim=1)

@@ -67,3 +67,15 @@ def test_ranking_table_normalises_pairs_with_the_reference_and_calls_chance_from
     assert not flipped["beats_chance"].any()
     with pytest.raises(ValueError, match="lower"):
         ranking_table(auc, {"pixels": reference}, p, {name: "pixels" for name in auc}, better="smaller")
+
+
+def test_edge_maps_is_the_sobel_gradient_magnitude_of_the_brightness():
+    from scipy import ndimage
+
+    from helpers.evaluate_ranking import edge_maps
+    images = torch.rand(2, 3, 9, 11, generator=torch.Generator().manual_seed(3))
+    grey = images.mean(1).numpy()
+    # scipy's sobel is a correlation with the opposite sign convention; the magnitude is the same
+    expected = np.stack([np.hypot(ndimage.sobel(g, axis=1, mode="nearest"), ndimage.sobel(g, axis=0, mode="nearest"))
+                         for g in grey])                                 # one image at a time
+    assert np.allclose(edge_maps(images).numpy(), expected, atol=1e-5)
