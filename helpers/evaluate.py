@@ -31,7 +31,7 @@ from .noise import default_batch_size, seeded
 from .targets import ClassIndices, prepare_target, target_scores
 
 __all__ = ["Curve", "CURVES", "ORDERS", "METRIC_BASELINES", "check_maps", "pixel_ranks", "stage_counts",
-           "metric_baseline", "random_maps", "perturbation_curve", "deletion", "insertion"]
+           "metric_baseline", "random_maps", "perturbation_curve", "stage_images", "deletion", "insertion"]
 
 CURVES = ("deletion", "insertion")
 ORDERS = ("most", "least")
@@ -208,6 +208,22 @@ def perturbation_curve(model, x: torch.Tensor, maps, target, kind: str = "deleti
     probabilities = probabilities.view(len(x), stages)
     fractions = counts.double() / maps[0].numel()
     return Curve(fractions, probabilities, torch.trapezoid(probabilities, fractions, dim=-1))
+
+
+def stage_images(x: torch.Tensor, maps, kind: str = "deletion", steps: int = 32, *, order: str = "most",
+                 baseline=None, value_range=None, blur_sigma: float = 5.0, seed: int = 0) -> torch.Tensor:
+    """``(N, steps + 1, C, H, W)``: the images a curve shows the model, stage by stage, built exactly as
+    :func:`perturbation_curve` builds them (same ranks, ties, counts and baseline): to look at them, or to
+    read more than one class off them. Meant for a few images: it holds every stage at once."""
+    if kind not in CURVES:
+        raise ValueError(f"unknown curve {kind!r}: use 'deletion' or 'insertion'")
+    maps = check_maps(maps, x)
+    counts = stage_counts(maps[0].numel(), steps).to(x.device)
+    background = metric_baseline(x, DEFAULT_BASELINE[kind] if baseline is None else baseline, value_range, blur_sigma)
+    changed = (pixel_ranks(maps, order, seed)[:, None] < counts[None, :, None]).view(len(x), steps + 1, 1,
+                                                                                   *x.shape[-2:])
+    changed_shows, kept_shows = (background, x) if kind == "deletion" else (x, background)
+    return torch.where(changed, changed_shows[:, None], kept_shows[:, None])
 
 
 def deletion(model, x: torch.Tensor, maps, target, **options) -> Curve:

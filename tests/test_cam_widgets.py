@@ -25,12 +25,15 @@ def test_cam_explorer_shows_the_identity_for_every_class(lite0):
     assert torch.allclose(explorer.result, expected, atol=1e-5)
     logit = float(explorer.logits[0, 967])
     assert abs(float(explorer.result.mean() + model.fc.bias.detach()[967]) - logit) < 1e-4
-    assert f"{logit:.3f}" in explorer.status.value
+    assert f"{logit:.4f}" in explorer.status.value
     bias = model.fc.bias.detach()
-    for c in (int(bias.argmin()), int(bias.argmax())):             # a negative and a positive bias
+    for c in (int(bias.argmin()), int(bias.argmax()), int(bias.abs().argmin())):   # negative, positive, tiny bias
         explorer.classes.value = c
-        shown = f"{'−' if bias[c] < 0 else '+'} {abs(float(bias[c])):.3f} ="
+        shown = f"{'−' if bias[c] < 0 else '+'} {abs(float(bias[c])):.4f} ="
         assert shown in explorer.status.value and "+ -" not in explorer.status.value
+        mean, total = float(explorer.result.mean()), float(explorer.result.mean() + bias[c])
+        # the terms as shown add up to the sum as shown, to the last digit
+        assert abs(round(mean, 4) + round(float(bias[c]), 4) - round(total, 4)) <= 1.5e-4
     explorer.classes.value = 967
     explorer.picker.dropdown.value = "coffee"
     assert explorer.classes.value == 967 and "espresso" in explorer.classes.top.label

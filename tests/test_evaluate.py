@@ -299,3 +299,17 @@ def test_ties_are_broken_at_random_reproducibly():
     assert torch.equal(pixel_ranks(relu_map), ranks[None])          # the same draw every call (seed 0) ...
     other = pixel_ranks(relu_map, seed=1)[0]
     assert torch.equal(other[blob], ranks[blob]) and not torch.equal(other, ranks)   # ... another with seed=1
+
+
+@pytest.mark.parametrize("kind", ["deletion", "insertion"])
+def test_stage_images_are_the_images_the_curve_scores(tiny_cnn, tiny_batch, kind):
+    from helpers.evaluate import stage_images
+    maps = torch.zeros(len(tiny_batch), 12, 12)
+    maps[:, :6] = torch.rand(len(tiny_batch), 6, 12)          # half the map flat zero: ties broken by the seed
+    curve = perturbation_curve(tiny_cnn, tiny_batch, maps, 1, kind, steps=4, seed=3)
+    images = stage_images(tiny_batch, maps, kind, 4, seed=3)
+    assert images.shape == (len(tiny_batch), 5, *tiny_batch.shape[1:])
+    with torch.no_grad():
+        probabilities = tiny_cnn(images.flatten(0, 1)).softmax(-1)[:, 1].view(len(tiny_batch), 5)
+    assert torch.allclose(probabilities.double(), curve.probabilities, atol=1e-6)
+    assert not torch.allclose(stage_images(tiny_batch, maps, kind, 4, seed=4), images)   # the seed orders the ties

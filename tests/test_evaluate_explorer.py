@@ -24,6 +24,8 @@ def test_every_method_with_its_scores_and_what_each_control_recomputes(lite0):
         assert bytes(picture.value).startswith(b"\xff\xd8"), name                      # a JPEG
         assert name in label.value and f"{scores[name].deletion.auc.item():.3f}" in label.value, name
         assert f"{scores[name].insertion.auc.item():.3f}" in label.value, name
+    curves = {line.get_label(): line for line in explorer.draw(explorer.result).axes[0].get_lines()}
+    assert len({tuple(curves[name].get_color()) for name in METHODS}) == len(METHODS)  # one colour per method
     assert "Score-CAM on 8 of 1280 channels (every 160. from 0)" in explorer.status.value
     assert torch.allclose(maps["Score-CAM"], score_cam(model, explorer.x, target, "head.act",
                                                        channels=range(0, 1280, 160))[0])

@@ -305,6 +305,8 @@ MISTAKES = {
         (lambda A, g: (g.mean(dim=(2, 3), keepdim=True) * A).sum(1).relu(), "Grad-CAM"),
         (lambda A, g: (g.relu() * A).mean(1), "averaged over the channels"),
         (lambda A, g: g.relu() * A, "one map per channel"),
+        (lambda A, g: (g * A).relu().sum(1).relu(), "ReLU of the product"),
+        (lambda A, g: (g.relu() * A).sum(1), "final ReLU"),
     ],
 }
 

@@ -110,10 +110,11 @@ class CamExplorer(_CamFamilyExplorer):
     def describe(self, maps):
         c = self.classes.value
         mean, bias = float(maps.mean()), float(self.bias[c])
-        sign = "−" if bias < 0 else "+"                      # "8.864 − 0.004", never "8.864 + -0.004"
-        return (f"S<sub>c</sub> = mean(M<sub>c</sub>) + b<sub>c</sub> = {mean:.3f} {sign} {abs(bias):.3f} "
-                f"= {mean + bias:.3f}; "
-                f"the model's logit: {float(self.logits[0, c]):.3f}")
+        sign = "−" if bias < 0 else "+"                      # "8.8636 − 0.0044", never "8.8636 + -0.0044"
+        # four decimals: with three, a small bias rounds so that the shown terms do not add up (8.864 − 0.004 = 8.859)
+        return (f"S<sub>c</sub> = mean(M<sub>c</sub>) + b<sub>c</sub> = {mean:.4f} {sign} {abs(bias):.4f} "
+                f"= {mean + bias:.4f}; "
+                f"the model's logit: {float(self.logits[0, c]):.4f}")
 
 
 class GradCamExplorer(_CamFamilyExplorer):

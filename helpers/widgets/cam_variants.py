@@ -33,7 +33,7 @@ class CamVariantsExplorer(_CamFamilyExplorer):
     def controls(self):
         self.method = w.Dropdown(options=self.METHODS, value=self._initial[0], description="method")
         self.layer = _layer_dropdown(self._layers, self._layer)
-        self.channels = w.IntSlider(value=self._initial[1], min=1, max=128, description="channels",
+        self.channels = w.IntSlider(value=self._initial[1], min=1, max=320, description="channels",
                                     continuous_update=False)
         controls = {"method": self.method, "layer": self.layer, "channels": self.channels}
         for name, control in controls.items():

@@ -221,11 +221,12 @@ class ComparisonExplorer(_CamFamilyExplorer):
         c = self.classes.value
         fig.suptitle(f"{imagenet_labels()[c]} ({c}) · layer {self.layer.value} · {self.baseline.value}", fontsize=10)
         for ax, kind, better in [(axes[0], "deletion", "lower"), (axes[1], "insertion", "higher")]:
-            ax.set_prop_cycle(color=plt.cm.tab20.colors)  # 15 methods: the default 10 colours would repeat
-            for name, scores in result["scores"].items():
+            for index, (name, scores) in enumerate(result["scores"].items()):
                 curve = getattr(scores, kind)
-                ax.plot(curve.fractions.cpu(), curve.probabilities[0].cpu(), label=name,
-                        linestyle=":" if name in REFERENCES else "-", color="grey" if name in REFERENCES else None)
+                # 15 methods: tab20 gives each its own colour (the default cycle repeats after 10)
+                style = (dict(linestyle=":", color="grey") if name in REFERENCES else
+                         dict(linestyle="-" if index % 2 == 0 else "--", color=plt.cm.tab20(index % 20)))
+                ax.plot(curve.fractions.cpu(), curve.probabilities[0].cpu(), label=name, **style)
             ax.set_title(f"{kind} (area: {better} is better)", fontsize=9)
             ax.set_xlabel("fraction of pixels changed", fontsize=8)
             ax.set_ylabel("class probability", fontsize=8)
