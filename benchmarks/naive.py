@@ -4,6 +4,7 @@ bugs are fixed; their loop is kept, because the loop is what these rows measure.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -118,11 +119,12 @@ def naive_deletion_insertion(model, x, maps, target, steps):
 
     model.eval()
     up = upsample(maps, x.shape[-2:]).flatten(1)
+    tie_keys = torch.rand(up.shape, generator=torch.Generator().manual_seed(0))  # ties at random, as the helper
     curves = []
     for kind, baseline in (("deletion", metric_baseline(x, "zeros")), ("insertion", metric_baseline(x, "blur"))):
         stages = []
         for k in range(steps + 1):
-            order = torch.sort(up, dim=1, descending=True, stable=True).indices
+            order = torch.from_numpy(np.lexsort((tie_keys.numpy(), -up.cpu().numpy()))).to(up.device)
             mask = torch.zeros_like(up, dtype=torch.bool)
             mask.scatter_(1, order[:, :(k * up.shape[1] * 2 + steps) // (2 * steps)], True)
             mask = mask.view(len(x), 1, *x.shape[-2:])

@@ -18,6 +18,7 @@ threshold (no loop over pixels or stages). Rows go through the model ``batch_siz
 """
 from __future__ import annotations
 
+import numbers
 from typing import NamedTuple
 
 import torch
@@ -26,7 +27,7 @@ from tqdm.auto import tqdm
 from .gradients import make_baselines
 from .hooks import check_batch, explaining
 from .maps import upsample
-from .noise import default_batch_size
+from .noise import default_batch_size, seeded
 from .targets import check_target
 
 __all__ = ["Curve", "CURVES", "ORDERS", "METRIC_BASELINES", "check_maps", "pixel_ranks", "stage_counts",
@@ -78,17 +79,31 @@ def check_maps(maps, x: torch.Tensor) -> torch.Tensor:
     return maps if (h, w) == (height, width) else upsample(maps, (height, width))
 
 
-def pixel_ranks(maps: torch.Tensor, order: str = "most") -> torch.Tensor:
+def pixel_ranks(maps: torch.Tensor, order: str = "most", seed: int = 0) -> torch.Tensor:
     """``(N, H·W)``: the stage order of every pixel, 0 for the first to change.
 
     ``order="most"`` ranks by decreasing map value (most relevant first), ``"least"`` by increasing.
-    Ties are broken by the pixel's position in reading order (row by row), so the ranking, and every
-    curve built from it, is the same on every run and every device.
+
+    **Ties are broken at random**, by a uniform key per pixel, ``torch.rand(N, H·W, generator=seeded(seed))``
+    (drawn on the CPU, so the ranking is the same on every run and device; among equal values the
+    smaller key goes first). A ReLU'd map is flat zero over whole regions, and a map that says nothing
+    about those pixels must not order them: breaking ties by position (reading order, which a stable
+    sort gives, and what a plain ``argsort`` in RISE's or quantus's code leaves to the sort's
+    implementation) removes the top rows first, a structured occlusion that can beat the map itself.
+    With random ties a constant map *is* a random ordering, the reference every map is judged against.
+    One seeded draw rather than an average over tie orders: the average would cost one set of curves
+    per draw, and the spread between draws is the spread of :func:`random_maps`, which the course
+    already reports.
     """
     if order not in ORDERS:
         raise ValueError(f"unknown order {order!r}: use 'most' (most relevant first) or 'least'")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"seed must be a whole number (it fixes the order among tied pixels), got {seed!r}")
     scores = maps.reshape(len(maps), -1)
-    by_rank = torch.sort(scores, dim=1, descending=order == "most", stable=True).indices
+    shuffle = torch.rand(scores.shape, generator=seeded(int(seed))).argsort(dim=1).to(scores.device)
+    # a stable sort of the shuffled scores keeps tied pixels in the order of their keys
+    by_rank = shuffle.gather(1, torch.sort(scores.gather(1, shuffle), dim=1, descending=order == "most",
+                                           stable=True).indices)
     positions = torch.arange(scores.shape[1], device=scores.device).expand_as(by_rank)
     return torch.empty_like(by_rank).scatter_(1, by_rank, positions)
 
@@ -143,7 +158,7 @@ def _class_indices(target, n: int) -> torch.Tensor:
 
 def perturbation_curve(model, x: torch.Tensor, maps, target, kind: str = "deletion", *, order: str = "most",
                        steps: int = 32, baseline=None, value_range=None, blur_sigma: float = 5.0,
-                       batch_size: int | None = None, progress: bool | None = None) -> Curve:
+                       seed: int = 0, batch_size: int | None = None, progress: bool | None = None) -> Curve:
     r"""The deletion or insertion curve of each image under its map.
 
     With :math:`r(p)` the rank of pixel :math:`p` (:func:`pixel_ranks`), :math:`n_k` = round(k·P/steps)
@@ -156,7 +171,8 @@ def perturbation_curve(model, x: torch.Tensor, maps, target, kind: str = "deleti
     :math:`k = 0 … \text{steps}`; the AUC is :math:`\int_0^1 p\,df` by the trapezoid rule over the
     fractions :math:`f_k = n_k / P`. ``baseline`` is :math:`b` (see :func:`metric_baseline`; default:
     ``"zeros"`` for deletion, ``"blur"`` for insertion, as in RISE). ``order="least"`` changes the least
-    relevant pixels first. ``maps`` ``(N, H, W)``, or at a layer's resolution ``(N, h, w)`` (upsampled);
+    relevant pixels first. Pixels with equal map values change in a random order fixed by ``seed``
+    (:func:`pixel_ranks`: a flat region is not read top row first). ``maps`` ``(N, H, W)``, or at a layer's resolution ``(N, h, w)`` (upsampled);
     ``target`` one class, or one per image. The ``N × (steps + 1)`` images go through the model
     ``batch_size`` rows at a time (``None``: 8 on a CPU, 32 on a GPU). The model is left as it was.
     """
@@ -170,7 +186,7 @@ def perturbation_curve(model, x: torch.Tensor, maps, target, kind: str = "deleti
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a whole number ≥ 1, got {batch_size!r}")
     background = metric_baseline(x, DEFAULT_BASELINE[kind] if baseline is None else baseline, value_range, blur_sigma)
-    ranks = pixel_ranks(maps, order)
+    ranks = pixel_ranks(maps, order, seed)
     # deletion shows the baseline where a pixel has been changed, insertion shows the photo there
     changed_shows, kept_shows = (background, x) if kind == "deletion" else (x, background)
     stages = steps + 1

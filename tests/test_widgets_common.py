@@ -52,3 +52,41 @@ def test_class_picker_top_k_and_search():
     assert picker.value == 967 and changes == [282, 967]
     picker.set_top([1, 2])
     assert picker.value == 1 and changes[-1] == 1
+
+
+def uploaded(picker, data, name):
+    picker.upload.value = ({"name": name, "content": memoryview(data), "type": "image/png", "size": len(data),
+                            "last_modified": datetime.now(timezone.utc)},)
+
+
+def test_a_new_file_under_the_same_name_replaces_the_image():
+    picker = ImagePicker("cat")
+    seen = []
+    picker.on_change(seen.append)
+    uploaded(picker, png("green"), "photo.png")
+    uploaded(picker, png("red", (120, 80)), "photo.png")
+    assert picker.image.size == (120, 80) and picker.image.getpixel((0, 0)) == (255, 0, 0)
+    assert "120×80" in picker.message.value
+    assert [image.size for image in seen] == [(300, 200), (120, 80)]
+
+
+def test_an_upload_selects_it_without_passing_through_the_first_photo():
+    picker = ImagePicker("rocket")
+    seen, names = [], []
+    picker.on_change(lambda image: (seen.append(image.size), names.append(picker.name)))
+    uploaded(picker, png("green"), "green.png")
+    assert names == ["upload: green.png"] and seen == [(300, 200)]   # not "cat" (the first option) on the way
+
+
+def test_a_replaced_upload_is_released():
+    import gc
+    import weakref
+
+    picker = ImagePicker("cat")
+    uploaded(picker, png("green"), "first.png")
+    first = weakref.ref(picker.image)
+    uploaded(picker, png("blue"), "second.png")
+    gc.collect()
+    assert first() is None, "the replaced upload is still held"
+    assert [name for name in picker.dropdown.options if name.startswith("upload")] == ["upload: second.png"]
+    assert picker.upload.value == ()                                 # the raw bytes are not kept either

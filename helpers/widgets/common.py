@@ -39,13 +39,18 @@ class Explorer:
 class ImagePicker(Explorer):
     """Choose one of the bundled photos or upload your own; ``.image`` is the chosen RGB PIL image.
 
-    ``on_change(callback)`` calls ``callback(image)`` whenever the choice changes. A file that is not
-    a usable image leaves the current choice in place and says why in ``.message``.
+    ``on_change(callback)`` calls ``callback(image)`` once whenever the choice changes, an upload
+    included (even one under the name of the last). A file that is not a usable image leaves the
+    current choice in place and says why in ``.message``. One upload is kept at a time: a new one
+    replaces the last in the list and releases it (a phone photo decodes to 60 MB or more).
     """
+
+    UPLOAD = "upload: "
 
     def __init__(self, value: str = "cat"):
         self._images = {name: None for name in sample_names()}
         self._callbacks = []
+        self._replacing = False
         self.dropdown = w.Dropdown(options=list(self._images), value=value, description="photo")
         self.upload = w.FileUpload(accept="image/*", multiple=False, description="upload")
         self.message = w.HTML()
@@ -70,11 +75,17 @@ class ImagePicker(Explorer):
         except ImageError as e:
             self.message.value = f"<span style='color:#b00020'>Could not use {filename}: {e}</span>"
             return False
-        key = f"upload: {filename}"
+        key = self.UPLOAD + filename
+        self._images = {name: kept for name, kept in self._images.items() if not name.startswith(self.UPLOAD)}
         self._images[key] = image
+        self._replacing = True  # new options reset the value to the first photo: select the upload directly
+        try:
+            self.dropdown.options = list(self._images)
+            self.dropdown.value = key
+        finally:
+            self._replacing = False
         self.message.value = f"Loaded {filename} ({image.width}×{image.height})."
-        self.dropdown.options = list(self._images)
-        self.dropdown.value = key
+        self._select(key)
         return True
 
     def _load(self, name):
@@ -82,14 +93,21 @@ class ImagePicker(Explorer):
             self._images[name] = load_image(name)
         return self._images[name]
 
-    def _chosen(self, change):
-        self.image = self._load(change["new"])
+    def _select(self, name):
+        self.image = self._load(name)
         for callback in self._callbacks:
             callback(self.image)
 
+    def _chosen(self, change):
+        if not self._replacing:
+            self._select(change["new"])
+
     def _uploaded(self, change):
+        if not change["new"]:
+            return
         for item in change["new"]:
             self.add_image(bytes(item["content"]), item["name"])
+        self.upload.value = ()  # the widget would otherwise keep the file's bytes (and resend them)
 
 
 class ClassPicker(Explorer):
