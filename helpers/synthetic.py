@@ -86,7 +86,9 @@ class Scene(NamedTuple):
     background: dict
     other_background: dict
 
-    def __len__(self) -> int:
+    @property
+    def n(self) -> int:
+        """The number of scenes (``len`` of a NamedTuple counts its fields)."""
         return len(self.labels)
 
     def select(self, index) -> Scene:
@@ -243,7 +245,7 @@ class World:
         unknown = [part for part in without if part not in PARTS]
         if unknown:
             raise ValueError(f"unknown part(s) {unknown}: choose from {PARTS}")
-        device, n, size = scenes.labels.device, len(scenes), self.size
+        device, n, size = scenes.labels.device, scenes.n, self.size
         background = self._draw_background(scenes.other_background if "background" in without else scenes.background,
                                            n, device)
         slots = present = scenes.present.clone()
