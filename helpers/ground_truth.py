@@ -38,7 +38,7 @@ from .synthetic_model import WORLDS, load_shape_model, make_world
 
 __all__ = ["Reliance", "part_reliance", "check_part_maps", "part_mass", "object_share", "rank_agreement",
            "pointing_hits", "centre_hits", "bootstrap_means", "winner", "FIGURES", "REFERENCES",
-           "GroundTruthScores", "SCORING", "score_explanations", "TEST_SET", "test_scenes", "cached_scores"]
+           "GroundTruthScores", "SCORING", "score_explanations", "TEST_SET", "evaluation_scenes", "cached_scores"]
 
 FIGURES = {"object share": True, "part agreement": True, "pointing": True,   # figure → higher is better
            "deletion AUC": False, "insertion AUC": True}
@@ -280,7 +280,7 @@ TEST_SET = {"n": 500, "seed": 2026}     # both models are judged on these images
 SCORES = {kind: DATA_DIR / f"ground_truth_{kind}.parquet" for kind in WORLDS}
 
 
-def test_scenes(n: int = TEST_SET["n"], seed: int = TEST_SET["seed"], device=None) -> tuple[World, Scene]:
+def evaluation_scenes(n: int = TEST_SET["n"], seed: int = TEST_SET["seed"], device=None) -> tuple[World, Scene]:
     """Notebook 10's test images: the shortcut world's test split, each image marked with probability ½
     whatever its class (the clean world's images are the same without the marks)."""
     world = make_world("shortcut")
@@ -288,16 +288,16 @@ def test_scenes(n: int = TEST_SET["n"], seed: int = TEST_SET["seed"], device=Non
 
 
 def cached_scores(model, kind: str, scenes: Scene | None = None, world: World | None = None) -> GroundTruthScores:
-    """The shipped per-image scores of model ``kind`` on :func:`test_scenes` (made by ``python -m
+    """The shipped per-image scores of model ``kind`` on :func:`evaluation_scenes` (made by ``python -m
     helpers.ground_truth``), with the reliance and the pointing references recomputed (a few forward passes)."""
     if kind not in SCORES:
         raise ValueError(f"unknown model kind {kind!r}: choose from {tuple(SCORES)}")
     if scenes is None:
-        world, scenes = test_scenes(device=model_device(model))
+        world, scenes = evaluation_scenes(device=model_device(model))
     per_image = pd.read_parquet(SCORES[kind])
     if per_image["image"].max() + 1 != scenes.n:
         raise ValueError(f"the shipped scores cover {per_image['image'].max() + 1} images, not {scenes.n}: "
-                         "pass the scenes of test_scenes()")
+                         "pass the scenes of evaluation_scenes()")
     reliance = part_reliance(model, world, scenes)
     mask = world.render(scenes)[1].object
     references = pd.DataFrame({"centre": centre_hits(mask).float().cpu().numpy(),
@@ -311,7 +311,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     for kind in args.kinds:
-        world, scenes = test_scenes()
+        world, scenes = evaluation_scenes()
         scores = score_explanations(load_shape_model(kind), world, scenes)
         scores.per_image.to_parquet(SCORES[kind], index=False)
         print(kind, scores.per_image.groupby("method").mean(numeric_only=True).round(3).to_string())

@@ -9,6 +9,7 @@ Two trained copies ship in ``data/`` (:data:`WEIGHTS`): ``"clean"``, trained on 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -22,11 +23,12 @@ from tqdm.auto import tqdm
 from .images import DATA_DIR
 from .synthetic import World
 
-__all__ = ["ShapeNet", "WORLDS", "WEIGHTS", "TRAINING", "TrainingLog", "make_world", "train", "load_shape_model",
-           "accuracy"]
+__all__ = ["ShapeNet", "WORLDS", "WEIGHTS", "TRAINING", "TRAINING_LOG", "TrainingLog", "make_world", "train",
+           "load_shape_model", "accuracy", "held_out_accuracy", "training_log"]
 
 WORLDS = {"clean": {}, "shortcut": {"shortcut_class": "disc", "shortcut_rate": 0.9}}
 WEIGHTS = {kind: DATA_DIR / f"shapenet_{kind}.pt" for kind in WORLDS}
+TRAINING_LOG = DATA_DIR / "shapenet_training.json"   # the shipped runs' losses, times and test accuracies
 TRAINING = {"steps": 1000, "batch_size": 64, "lr": 5e-3, "seed": 0}   # the settings of the shipped weights
 WIDTHS = (8, 16, 32, 32, 32)
 STRIDES = (2, 1, 2, 1, 1)
@@ -67,19 +69,22 @@ class TrainingLog(NamedTuple):
 
 
 def train(kind: str = "clean", *, steps: int = TRAINING["steps"], batch_size: int = TRAINING["batch_size"],
-          lr: float = TRAINING["lr"], seed: int = TRAINING["seed"], device=None,
+          lr: float = TRAINING["lr"], seed: int = TRAINING["seed"], stop_after: int | None = None, device=None,
           progress: bool = True) -> tuple[ShapeNet, TrainingLog]:
-    """A :class:`ShapeNet` trained on fresh images of ``make_world(kind)`` at every step (Adam, one-cycle
-    learning rate), seeded: the same seed gives the same weights on the same device and torch version."""
+    """A :class:`ShapeNet` trained on fresh images of ``make_world(kind)`` at every step (AdamW, one-cycle
+    learning rate over ``steps``), seeded: the same seed gives the same weights on the same device and torch
+    version. ``stop_after`` ends the run early on the same schedule, so its losses are the first ones of the
+    full run's (what the test of the shipped log replays)."""
     world = make_world(kind)
     torch.manual_seed(seed)
     model = ShapeNet(len(world.classes)).to(device)
     optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, total_steps=steps)
     data = torch.Generator().manual_seed(seed + 1)
-    losses, start = torch.empty(steps), time.perf_counter()
+    run = steps if stop_after is None else min(stop_after, steps)
+    losses, start = torch.empty(run), time.perf_counter()
     model.train()
-    for step in tqdm(range(steps), desc=f"training the {kind} model", disable=not progress):
+    for step in tqdm(range(run), desc=f"training the {kind} model", disable=not progress):
         scenes = world.sample(batch_size, generator=data, split="train", device=device)
         images, _ = world.render(scenes)
         loss = F.cross_entropy(model(images), scenes.labels)
@@ -119,13 +124,27 @@ def main(argv=None) -> None:
     parser.add_argument("--out", type=Path, default=DATA_DIR)
     args = parser.parse_args(argv)
     torch.set_num_threads(min(2, torch.get_num_threads()))
+    record = {}
     for kind in WORLDS:
         model, log = train(kind, steps=args.steps)
-        world = make_world(kind)
-        images, _ = world.render(test := world.sample(2000, seed=1234, split="test"))
-        print(f"{kind}: {log.seconds:.0f} s, final loss {log.loss[-50:].mean():.3f}, "
-              f"test accuracy {accuracy(model, images, test.labels):.3f}")
+        record[kind] = {**TRAINING, "steps": args.steps, "seconds": round(log.seconds, 1),
+                        "test accuracy": held_out_accuracy(model, kind), "loss": [round(v, 6) for v in log.loss.tolist()],
+                        "torch": torch.__version__}
+        print(f"{kind}: {log.seconds:.0f} s, test accuracy {record[kind]['test accuracy']:.4f}")
         torch.save(model.state_dict(), args.out / WEIGHTS[kind].name)
+    (args.out / TRAINING_LOG.name).write_text(json.dumps(record))
+
+
+def held_out_accuracy(model: nn.Module, kind: str, n: int = 2000, seed: int = 1234) -> float:
+    """Accuracy on ``n`` images of the test split of the world the model ``kind`` was trained on."""
+    world = make_world(kind)
+    scenes = world.sample(n, seed=seed, split="test", device=next(model.parameters()).device)
+    return accuracy(model, world.render(scenes)[0], scenes.labels)
+
+
+def training_log() -> dict:
+    """The shipped runs' record: ``{kind: {settings…, "seconds", "test accuracy", "loss": [per step]}}``."""
+    return json.loads(TRAINING_LOG.read_text())
 
 
 if __name__ == "__main__":
