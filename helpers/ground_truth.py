@@ -287,9 +287,10 @@ def evaluation_scenes(n: int = TEST_SET["n"], seed: int = TEST_SET["seed"], devi
     return world, world.sample(n, seed=seed, split="test", device=device)
 
 
-def cached_scores(model, kind: str, scenes: Scene | None = None, world: World | None = None) -> GroundTruthScores:
+def cached_scores(model, kind: str, scenes: Scene | None = None, world: World | None = None,
+                  reliance: Reliance | None = None) -> GroundTruthScores:
     """The shipped per-image scores of model ``kind`` on :func:`evaluation_scenes` (made by ``python -m
-    helpers.ground_truth``), with the reliance and the pointing references recomputed (a few forward passes)."""
+    helpers.ground_truth``), with the reliance (unless given) and the pointing references recomputed."""
     if kind not in SCORES:
         raise ValueError(f"unknown model kind {kind!r}: choose from {tuple(SCORES)}")
     if scenes is None:
@@ -298,7 +299,7 @@ def cached_scores(model, kind: str, scenes: Scene | None = None, world: World | 
     if per_image["image"].max() + 1 != scenes.n:
         raise ValueError(f"the shipped scores cover {per_image['image'].max() + 1} images, not {scenes.n}: "
                          "pass the scenes of evaluation_scenes()")
-    reliance = part_reliance(model, world, scenes)
+    reliance = part_reliance(model, world, scenes) if reliance is None else reliance
     mask = world.render(scenes)[1].object
     references = pd.DataFrame({"centre": centre_hits(mask).float().cpu().numpy(),
                                "uniform": mask.flatten(1).float().mean(1).cpu().numpy()})
