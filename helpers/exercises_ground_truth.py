@@ -53,8 +53,9 @@ def check_object_share(share: Callable) -> None:
         mask = parts.object
         reference = object_share(maps, parts)
         magnitude = (maps.abs() * mask).flatten(1).sum(1) / maps.abs().flatten(1).sum(1)
-        density = ((maps.clamp(min=0) * mask).flatten(1).sum(1) / mask.flatten(1).sum(1)
-                   / maps.clamp(min=0).flatten(1).mean(1).clamp(min=1e-12))
+        positive = maps.clamp(min=0)
+        positive[0] = 1.0                                  # the uniform map stands in for the empty one
+        density = (positive * mask).flatten(1).sum(1) / mask.flatten(1).sum(1) / positive.flatten(1).mean(1)
         return maps, mask, reference, {
             "you used |map|: count only the positive part (evidence for the class), map.clamp(min=0)": magnitude,
             "you divided by the object's area (a density): the share is mass on the object / total mass":
