@@ -26,16 +26,18 @@ def cpu_seconds(work, repeats: int = 3) -> float:
     return sorted(times)[len(times) // 2]
 
 
-def generator_rows(sizes=(64, 96), batch: int = 2000) -> list[str]:
+def generator_rows(cases=((64, ("texture", "photo")), (64, ("texture",)), (96, ("texture", "photo"))),
+                   batch: int = 2000) -> list[str]:
     from helpers.synthetic import World
 
     rows = []
-    for size in sizes:
-        world = World(size=size, shortcut_class="disc")
+    for size, backgrounds in cases:
+        world = World(size=size, shortcut_class="disc", backgrounds=backgrounds)
         world.render(world.sample(64, seed=0))                              # warm-up: photo bank, caches
         seconds = cpu_seconds(lambda: world.render(world.sample(batch, seed=1, split="train")))
         parts = cpu_seconds(lambda: [world.render(world.sample(batch, seed=1), without=p) for p in ("object",)])
-        rows.append(f"| {size} px, {batch} images per call | {batch / seconds:,.0f} | {batch / parts:,.0f} |")
+        rows.append(f"| {size} px, backgrounds {' and '.join(backgrounds)}, {batch} images per call | "
+                    f"{batch / seconds:,.0f} | {batch / parts:,.0f} |")
     return rows
 
 
@@ -74,7 +76,8 @@ def main(argv=None) -> None:
     torch.set_num_threads(1)
     load = " ".join(f"{v:.1f}" for v in os.getloadavg())
     lines = [f"# Notebook 10's generator and scoring (cpu)", "",
-             f"Recorded {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.processor() or platform.machine()}, "
+             f"Recorded {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} "
+             f"on {platform.processor() or platform.machine()}, "
              f"{os.cpu_count()} logical cores; torch {torch.__version__}, 1 thread; process CPU time. "
              f"Load average before: {load}. Run: `python benchmarks/synthetic.py --out benchmarks/results`.", "",
              "| generator | images/s (sample + render) | images/s (render without the object) |", "|---|---:|---:|",

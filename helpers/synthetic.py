@@ -146,7 +146,8 @@ class World:
                  shortcut_class: str | None = None, shortcut_rate: float = 0.9, test_mark_rate: float = 0.5):
         if not isinstance(size, int) or size < MIN_SIZE:
             raise ValueError(f"image size {size!r} is too small for the objects: their radius is at least "
-                             f"{OBJECT_RADIUS[0]} × size, under 4 pixels below size {MIN_SIZE}; use size >= {MIN_SIZE}")
+                             f"{OBJECT_RADIUS[0]} × size, under 4 pixels below size {MIN_SIZE}; "
+                             f"use size >= {MIN_SIZE}")
         self.classes = tuple(classes)
         unknown = [name for name in self.classes if name not in SHAPES]
         if unknown or len(set(self.classes)) != len(self.classes) or len(self.classes) < 2:
@@ -164,7 +165,8 @@ class World:
         if not isinstance(distractors, int) or distractors < 0:
             raise ValueError(f"distractors must be a count >= 0, got {distractors!r}")
         self.size, self.distractors = size, distractors
-        self.shortcut_class, self.shortcut_rate, self.test_mark_rate = shortcut_class, float(shortcut_rate), float(test_mark_rate)
+        self.shortcut_class, self.shortcut_rate = shortcut_class, float(shortcut_rate)
+        self.test_mark_rate = float(test_mark_rate)
 
     def __repr__(self) -> str:
         shortcut = (f", shortcut_class={self.shortcut_class!r}, shortcut_rate={self.shortcut_rate}"

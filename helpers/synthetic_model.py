@@ -128,7 +128,8 @@ def main(argv=None) -> None:
     for kind in WORLDS:
         model, log = train(kind, steps=args.steps)
         record[kind] = {**TRAINING, "steps": args.steps, "seconds": round(log.seconds, 1),
-                        "test accuracy": held_out_accuracy(model, kind), "loss": [round(v, 6) for v in log.loss.tolist()],
+                        "test accuracy": held_out_accuracy(model, kind),
+                        "loss": [round(v, 6) for v in log.loss.tolist()],
                         "torch": torch.__version__}
         print(f"{kind}: {log.seconds:.0f} s, test accuracy {record[kind]['test accuracy']:.4f}")
         torch.save(model.state_dict(), args.out / WEIGHTS[kind].name)

@@ -33,7 +33,8 @@ def notebook_solutions():
 
 SOLUTIONS = notebook_solutions()
 # Each notebook's checks live in helpers.exercises or, for the later notebooks, a module of their own.
-CHECKS = {name: getattr(module, name) for module in (exercises, exercises_judging, exercises_variants, exercises_ground_truth)
+CHECKS = {name: getattr(module, name)
+          for module in (exercises, exercises_judging, exercises_variants, exercises_ground_truth)
           for name in module.__all__ if name.startswith("check_")}
 
 

@@ -90,7 +90,8 @@ def test_labels_can_be_chosen_by_name(world):
     scenes = world.sample(3, seed=0, labels=["cross", "disc", "triangle"])
     assert scenes.labels.tolist() == [3, 0, 2]
     assert scenes.shape[:, 0].tolist() == [SHAPES.index("cross"), 0, 2]
-    assert (scenes.shape[:, 1:] >= len(SHAPES)).all() and (scenes.shape[:, 1:] < len(SHAPES) + len(DISTRACTOR_SHAPES)).all()
+    distractors = scenes.shape[:, 1:]
+    assert (distractors >= len(SHAPES)).all() and (distractors < len(SHAPES) + len(DISTRACTOR_SHAPES)).all()
 
 
 def test_a_subset_of_classes_keeps_its_order():

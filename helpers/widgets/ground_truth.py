@@ -79,15 +79,17 @@ class GroundTruthExplorer(Explorer):
         for ax in (left, middle):
             ax.set_axis_off()
         positions = np.arange(len(PARTS))
-        right.barh(positions + 0.2, result["reliance"].cpu().numpy(), height=0.4, label="measured reliance (probability drop)")
+        right.barh(positions + 0.2, result["reliance"].cpu().numpy(), height=0.4,
+                   label="measured reliance (probability drop)")
         right.barh(positions - 0.2, result["mass"].cpu().numpy(), height=0.4, label="share of the map's positive mass")
         right.set_yticks(positions, [p if present else f"{p} (absent)" for p, present in
                                      zip(PARTS, result["present"].tolist())], fontsize=9)
         right.axvline(0, color="black", linewidth=0.5)
         right.set_xlim(-1, 1)
-        right.legend(fontsize=7, loc="lower left")
+        right.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=1)
         fig.tight_layout()
         self.picture.value = figure_png(fig)
         self.status.value = (f"{kind} model · image {index} · predicts <b>{classes[result['target']]}</b> "
-                             f"(p = {result['probability']:.2f}) · mark {'present' if self.scenes.mark[index] else 'absent'}"
+                             f"(p = {result['probability']:.2f}) · "
+                             f"mark {'present' if self.scenes.mark[index] else 'absent'}"
                              + ("" if method in LAYER_METHODS else " · this method has no layer control"))
