@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import helpers
-from helpers import exercises, exercises_judging, exercises_variants
+from helpers import exercises, exercises_ground_truth, exercises_judging, exercises_variants
 from helpers.classroom import CHECK_CALL
 from helpers.exercises import ExerciseError, check_capture
 
@@ -33,14 +33,16 @@ def notebook_solutions():
 
 SOLUTIONS = notebook_solutions()
 # Each notebook's checks live in helpers.exercises or, for the later notebooks, a module of their own.
-CHECKS = {name: getattr(module, name) for module in (exercises, exercises_judging, exercises_variants)
+CHECKS = {name: getattr(module, name)
+          for module in (exercises, exercises_judging, exercises_variants, exercises_ground_truth)
           for name in module.__all__ if name.startswith("check_")}
 
 
 def every_mistake():
     from test_evaluate_exercises import MISTAKES as JUDGING_MISTAKES  # written next to notebook 08's other tests
+    from test_ground_truth_exercises import MISTAKES as GROUND_TRUTH_MISTAKES  # and notebook 10's
 
-    return {**MISTAKES, **JUDGING_MISTAKES}
+    return {**MISTAKES, **JUDGING_MISTAKES, **GROUND_TRUTH_MISTAKES}
 
 
 def solution(check):

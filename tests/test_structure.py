@@ -16,7 +16,8 @@ FLOORS = [
     ("core", {"frozen", "layers", "hooks", "targets", "maps", "noise", "images", "models", "plot"}),
     ("methods", {"cam", "gradients", "features"}),
     ("widgets", {"widgets"}),
-    ("course", {"exercises", "exercises_judging", "exercises_variants", "classroom"}),
+    ("course", {"exercises", "exercises_judging", "exercises_variants", "exercises_ground_truth",
+                "classroom"}),
 ]
 DEFAULT_FLOOR = 1
 

@@ -6,3 +6,4 @@ from .gradients import IntegratedGradientsExplorer, SaliencyExplorer, SmoothGrad
 from .cam import CamExplorer, GradCamExplorer, GradCamPPExplorer
 from .compare import ComparisonExplorer
 from .cam_variants import CamVariantsExplorer
+from .ground_truth import GroundTruthExplorer

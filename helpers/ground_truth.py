@@ -1,0 +1,322 @@
+r"""Judging maps against what the model is known to rely on (notebook 10).
+
+**Ground truth by intervention.** For image :math:`x` and the class :math:`c` the model predicts, the
+reliance on a part is the drop of the class probability when the image is drawn again without that part
+(:meth:`helpers.synthetic.World.render` with ``without=part``): :math:`R_\text{part} = p_c(x) - p_c(x_{\setminus
+\text{part}})`. It is a fact about *this model*, not about what a person would point at.
+
+**Figures of merit of a map** :math:`M` (its positive part :math:`M^+`, at the image's resolution):
+
+- *object share*: :math:`\sum_{p \in \text{object}} M^+(p) / \sum_p M^+(p)`, the share of the map's mass on the
+  deciding object (a map with no positive mass counts as the uniform map, whose share is the object's area);
+- *part agreement*: Spearman's rank correlation, over the parts present in the image (at least three), between
+  the map's mass on each part and the measured reliance :math:`R_\text{part}` (ties share their mean rank);
+- *pointing*: whether the map's maximum lies on the object (among tied maxima one is drawn at random, seeded,
+  so a flat map hits as often as the object's area predicts); references: the centre pixel, and the uniform map
+  (expected hit rate = the object's area);
+- *deletion* and *insertion* AUC (:mod:`helpers.evaluate`, notebook 08's proxies) on the same images.
+
+Every mean gets a 95 % percentile-bootstrap interval over images (:func:`bootstrap_means`), and a method is
+named the winner of a figure only when its interval lies clear of every other method's (:func:`winner`).
+"""
+from __future__ import annotations
+
+import argparse
+from typing import Callable, NamedTuple
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from .evaluate import deletion, insertion
+from .evaluate_compare import METHODS, method_maps
+from .hooks import explaining, model_device
+from .images import DATA_DIR
+from .maps import upsample
+from .synthetic import PARTS, PartMasks, Scene, World
+from .synthetic_model import WORLDS, load_shape_model, make_world
+
+__all__ = ["Reliance", "part_reliance", "check_part_maps", "part_mass", "object_share", "rank_agreement",
+           "pointing_hits", "centre_hits", "bootstrap_means", "winner", "FIGURES", "REFERENCES",
+           "GroundTruthScores", "SCORING", "score_explanations", "TEST_SET", "evaluation_scenes", "cached_scores"]
+
+FIGURES = {"object share": True, "part agreement": True, "pointing": True,   # figure → higher is better
+           "deletion AUC": False, "insertion AUC": True}
+REFERENCES = ("random (pixels)", "random (layer grid)")
+
+
+class Reliance(NamedTuple):
+    """``target`` ``(N,)``: the class explained (the model's prediction); ``probability`` ``(N,)``: its probability
+    on the image; ``without`` ``(N, 4)``: on the image without each part (:data:`PARTS`' order); ``drop`` ``(N, 4)``:
+    ``probability − without``; ``present`` ``(N, 4)``: whether the image holds the part."""
+
+    target: torch.Tensor
+    probability: torch.Tensor
+    without: torch.Tensor
+    drop: torch.Tensor
+    present: torch.Tensor
+
+
+@torch.no_grad()
+def part_reliance(model, world: World, scenes: Scene, target=None, batch_size: int = 500) -> Reliance:
+    """The model's measured reliance on each part of each scene (module docstring). ``target``: one class per
+    image; by default the class the model predicts on the full image."""
+    device = model_device(model)
+    scenes = _to(scenes, device)
+    full, parts = world.render(scenes)
+    variants = torch.cat([full, *(world.render(scenes, without=part)[0] for part in PARTS)])
+    with explaining(model):
+        probabilities = torch.cat([model(chunk).softmax(1) for chunk in variants.split(batch_size)])
+    probabilities = probabilities.view(1 + len(PARTS), scenes.n, -1)
+    target = probabilities[0].argmax(1) if target is None else torch.as_tensor(target, device=device).expand(scenes.n)
+    chosen = probabilities.gather(2, target.view(1, -1, 1).expand(len(probabilities), -1, 1))[..., 0]
+    present = parts.stack().flatten(2).any(2)
+    return Reliance(target, chosen[0], chosen[1:].T, chosen[0, :, None] - chosen[1:].T, present)
+
+
+def _to(scenes: Scene, device) -> Scene:
+    move = lambda v: {k: t.to(device) for k, t in v.items()} if isinstance(v, dict) else v.to(device)  # noqa: E731
+    return Scene(*(move(value) for value in scenes))
+
+
+def check_part_maps(maps: torch.Tensor, parts: PartMasks) -> torch.Tensor:
+    """``maps`` ``(N, h, w)`` upsampled to the parts' ``(N, H, W)``, or a clear error when they do not match."""
+    masks = parts.object
+    if not isinstance(maps, torch.Tensor) or maps.ndim != 3:
+        raise ValueError(f"maps must be a tensor (N, h, w), one map per image, got "
+                         f"{tuple(maps.shape) if isinstance(maps, torch.Tensor) else type(maps).__name__}")
+    if len(maps) != len(masks):
+        raise ValueError(f"{len(maps)} maps for {len(masks)} images: the masks do not match the maps; give one map "
+                         "per image, in the order of the scenes that were rendered")
+    h, w = maps.shape[-2:]
+    height, width = masks.shape[-2:]
+    if h > height or w > width or h * width != w * height:
+        raise ValueError(f"{h}×{w} maps do not match {height}×{width} images: give maps at the image's resolution "
+                         "or at a layer's (same aspect ratio, smaller)")
+    maps = maps.detach().float().to(masks.device)
+    return maps if (h, w) == (height, width) else upsample(maps, (height, width))
+
+
+def part_mass(maps: torch.Tensor, parts: PartMasks) -> torch.Tensor:
+    """``(N, 4)``: the share of each map's positive mass on each part; a map with no positive mass is
+    counted as the uniform map (each part's share is its area)."""
+    positive = check_part_maps(maps, parts).clamp(min=0)
+    stacked = parts.stack().float()                                          # (N, 4, H, W)
+    empty = positive.flatten(1).sum(1) == 0
+    positive = torch.where(empty[:, None, None], torch.ones_like(positive), positive)
+    mass = (stacked * positive[:, None]).flatten(2).sum(2)
+    return mass / mass.sum(1, keepdim=True)
+
+
+def object_share(maps: torch.Tensor, parts: PartMasks) -> torch.Tensor:
+    """``(N,)``: the share of each map's positive mass on the deciding object."""
+    return part_mass(maps, parts)[:, PARTS.index("object")]
+
+
+def _average_ranks(values: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+    """Ranks (1 = smallest) of the present entries of each row, tied values sharing their mean rank."""
+    x, y = values[:, :, None], values[:, None, :]
+    both = present[:, :, None] & present[:, None, :]
+    below = ((y < x) & both).sum(2).double()
+    tied = ((y == x) & both).sum(2).double()
+    return below + (tied + 1) / 2
+
+
+def rank_agreement(map_mass: torch.Tensor, reliance: torch.Tensor, present: torch.Tensor,
+                   least_parts: int = 3) -> torch.Tensor:
+    """``(N,)``: Spearman's correlation over the present parts of each image between ``map_mass`` and
+    ``reliance`` (both ``(N, parts)``); NaN where fewer than ``least_parts`` parts are present or either
+    side is constant (no ranking to compare)."""
+    a, b = _average_ranks(map_mass, present), _average_ranks(reliance, present)
+    count = present.sum(1, keepdim=True).double()
+    a = torch.where(present, a - a.where(present, 0).sum(1, keepdim=True) / count, 0)
+    b = torch.where(present, b - b.where(present, 0).sum(1, keepdim=True) / count, 0)
+    denominator = (a.square().sum(1) * b.square().sum(1)).sqrt()
+    rho = (a * b).sum(1) / denominator
+    return torch.where((count[:, 0] >= least_parts) & (denominator > 0), rho, torch.nan).float()
+
+
+def pointing_hits(maps: torch.Tensor, mask: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """``(N,)`` booleans: whether each map's maximum lies in ``mask`` ``(N, H, W)``; one of several tied maxima is
+    drawn at random (``generator`` on the CPU, seeded), so ties favour no part of the image."""
+    return _pointing(maps, mask, torch.rand(mask.shape, generator=generator))
+
+
+def _pointing(maps: torch.Tensor, mask: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    maps = check_part_maps(maps, PartMasks(mask, mask, mask, mask)).flatten(1)
+    at_max = maps == maps.max(1, keepdim=True).values
+    chosen = torch.where(at_max, keys.flatten(1).to(maps.device), -1.0).argmax(1)
+    return mask.flatten(1).gather(1, chosen[:, None])[:, 0]
+
+
+def centre_hits(mask: torch.Tensor) -> torch.Tensor:
+    """``(N,)`` booleans: the pointing game of a map that always points at the image's centre pixel."""
+    height, width = mask.shape[-2:]
+    return mask[:, height // 2, width // 2]
+
+
+def bootstrap_means(values: dict, resamples: int = 2000, confidence: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """Mean and percentile-bootstrap interval of each ``(N,)`` tensor in ``values`` over its images (NaN
+    entries left out), one row per key: columns ``mean``, ``low``, ``high``, ``images``.
+
+    Hand-written rather than ``scipy.stats.bootstrap`` because every key is resampled with the **same**
+    image indices (one ``(resamples, N)`` draw, vectorised), so methods are compared on the same resampled
+    images; the test checks the intervals against scipy's percentile method.
+    """
+    lengths = {len(v) for v in values.values()}
+    if len(lengths) != 1:
+        raise ValueError(f"every entry must hold one value per image, got lengths {sorted(lengths)}")
+    n = lengths.pop()
+    index = torch.randint(n, (resamples, n), generator=torch.Generator().manual_seed(seed))
+    tail = (1 - confidence) / 2
+    rows = {}
+    for name, value in values.items():
+        value = torch.as_tensor(value, dtype=torch.float64).cpu()
+        means = value[index].nanmean(1)
+        low, high = torch.quantile(means, torch.tensor([tail, 1 - tail], dtype=torch.float64)).tolist()
+        rows[name] = {"mean": value.nanmean().item(), "low": low, "high": high,
+                      "images": int((~value.isnan()).sum())}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def winner(intervals: pd.DataFrame, higher_is_better: bool = True) -> str | None:
+    """The row whose interval lies entirely above (or below) every other row's, else None."""
+    best = intervals["mean"].idxmax() if higher_is_better else intervals["mean"].idxmin()
+    others = intervals.drop(best)
+    clear = (intervals.at[best, "low"] > others["high"]).all() if higher_is_better \
+        else (intervals.at[best, "high"] < others["low"]).all()
+    return best if clear else None
+
+
+class GroundTruthScores(NamedTuple):
+    """``per_image``: one row per (method, image) with every figure of :data:`FIGURES` and ``part mass …``
+    columns; ``reliance``: the :class:`Reliance` of the scenes; ``references``: the centre and uniform
+    pointing baselines per image."""
+
+    per_image: pd.DataFrame
+    reliance: Reliance
+    references: pd.DataFrame
+
+    def summary(self, figure: str, resamples: int = 2000, seed: int = 0) -> pd.DataFrame:
+        """Mean and 95 % bootstrap interval of ``figure`` per method (and the pointing references)."""
+        table = self.per_image.pivot(index="image", columns="method", values=figure)
+        values = {name: torch.tensor(table[name].to_numpy()) for name in table.columns}
+        if figure == "pointing":
+            values.update({name: torch.tensor(self.references[name].to_numpy()) for name in self.references})
+        return bootstrap_means(values, resamples, seed=seed)
+
+
+SCORING = {"steps": 8, "samples": 4, "ig_steps": 8, "seed": 0, "occlusion_window": 16, "occlusion_stride": 16}
+
+
+def score_explanations(model, world: World, scenes: Scene, *, methods=METHODS,
+                       extra: dict[str, Callable] | None = None, layer="block5.act", references: bool = True,
+                       steps: int = SCORING["steps"], samples: int = SCORING["samples"],
+                       ig_steps: int = SCORING["ig_steps"], seed: int = SCORING["seed"],
+                       occlusion_window: int = SCORING["occlusion_window"],
+                       occlusion_stride: int = SCORING["occlusion_stride"], chunk: int = 100,
+                       batch_size: int = 256, progress: bool = True) -> GroundTruthScores:
+    """Every figure of merit (module docstring) of every method on every scene, ``chunk`` images at a time.
+
+    ``methods``: names from :data:`helpers.evaluate_compare.METHODS`, computed by ``method_maps`` at ``layer``
+    (``samples`` noisy copies, ``ig_steps`` path points, Occlusion's window and stride in pixels);
+    ``extra``: your own methods, ``{name: explain(model, x, target) → maps (N, h, w)}``, scored the same way;
+    ``references``: add random orderings at pixel level and on the layer's grid. The explained class is the
+    model's prediction; deletion goes to black, insertion starts from a blur (RISE's choices), ``steps``
+    stages. The random references and the pointing game's tie-breaks are drawn for all images at once from
+    ``seed``, so the first images' rows do not depend on how many images are scored.
+    """
+    extra = dict(extra or {})
+    device = model_device(model)
+    scenes = _to(scenes, device)
+    reliance = part_reliance(model, world, scenes, batch_size=batch_size)
+    n, size = scenes.n, world.size
+    tie_keys = torch.rand(n, size, size, generator=torch.Generator().manual_seed(seed))
+    if references:
+        grid = _layer_size(model, world.render(scenes.select(slice(0, 1)))[0], layer)
+        random = {"random (pixels)": torch.rand(n, size, size, generator=torch.Generator().manual_seed(seed + 1)),
+                  "random (layer grid)": torch.rand(n, grid, grid, generator=torch.Generator().manual_seed(seed + 2))}
+    rows, reference_rows = [], []
+    for start in tqdm(range(0, n, chunk), desc="scoring methods on ground truth", disable=not progress):
+        here = slice(start, start + chunk)
+        x, masks = world.render(scenes.select(here))
+        target = reliance.target[here]
+        maps = method_maps(model, x, target, layer, methods=methods, samples=samples, steps=ig_steps, seed=seed,
+                           occlusion_window=occlusion_window, occlusion_stride=occlusion_stride,
+                           batch_size=batch_size) if methods else {}
+        maps.update({name: explain(model, x, target).detach() for name, explain in extra.items()})
+        if references:
+            maps.update({name: noise[here].to(device) for name, noise in random.items()})
+        options = dict(steps=steps, seed=seed, progress=False, batch_size=batch_size)
+        for name, m in maps.items():
+            mass = part_mass(m, masks)
+            rows.append(pd.DataFrame({
+                "method": name, "image": range(start, start + len(x)),
+                "object share": mass[:, 0].cpu().numpy(),
+                "part agreement": rank_agreement(mass, reliance.drop[here], reliance.present[here]).cpu().numpy(),
+                "pointing": _pointing(m, masks.object, tie_keys[here]).float().cpu().numpy(),
+                "deletion AUC": deletion(model, x, m, target, baseline="zeros", **options).auc.cpu().numpy(),
+                "insertion AUC": insertion(model, x, m, target, baseline="blur", **options).auc.cpu().numpy(),
+                **{f"part mass {p}": mass[:, i].cpu().numpy() for i, p in enumerate(PARTS)}}))
+        reference_rows.append(pd.DataFrame({"centre": centre_hits(masks.object).float().cpu().numpy(),
+                                            "uniform": masks.object.flatten(1).float().mean(1).cpu().numpy()}))
+    return GroundTruthScores(pd.concat(rows, ignore_index=True), reliance, pd.concat(reference_rows, ignore_index=True))
+
+
+def _layer_size(model, x: torch.Tensor, layer: str) -> int:
+    """The side of ``layer``'s feature map for images like ``x``."""
+    sizes = []
+    handle = model.get_submodule(layer).register_forward_hook(lambda m, i, out: sizes.append(out.shape[-1]))
+    try:
+        with torch.no_grad(), explaining(model):
+            model(x)
+    finally:
+        handle.remove()
+    return sizes[0]
+
+
+# --------------------------------------------------------------------------- the shipped scores of notebook 10
+TEST_SET = {"n": 500, "seed": 2026}     # both models are judged on these images (the shortcut world's test split)
+SCORES = {kind: DATA_DIR / f"ground_truth_{kind}.parquet" for kind in WORLDS}
+
+
+def evaluation_scenes(n: int = TEST_SET["n"], seed: int = TEST_SET["seed"], device=None) -> tuple[World, Scene]:
+    """Notebook 10's test images: the shortcut world's test split, each image marked with probability ½
+    whatever its class (the clean world's images are the same without the marks)."""
+    world = make_world("shortcut")
+    return world, world.sample(n, seed=seed, split="test", device=device)
+
+
+def cached_scores(model, kind: str, scenes: Scene | None = None, world: World | None = None,
+                  reliance: Reliance | None = None) -> GroundTruthScores:
+    """The shipped per-image scores of model ``kind`` on :func:`evaluation_scenes` (made by ``python -m
+    helpers.ground_truth``), with the reliance (unless given) and the pointing references recomputed."""
+    if kind not in SCORES:
+        raise ValueError(f"unknown model kind {kind!r}: choose from {tuple(SCORES)}")
+    if scenes is None:
+        world, scenes = evaluation_scenes(device=model_device(model))
+    per_image = pd.read_parquet(SCORES[kind])
+    if per_image["image"].max() + 1 != scenes.n:
+        raise ValueError(f"the shipped scores cover {per_image['image'].max() + 1} images, not {scenes.n}: "
+                         "pass the scenes of evaluation_scenes()")
+    reliance = part_reliance(model, world, scenes) if reliance is None else reliance
+    mask = world.render(scenes)[1].object
+    references = pd.DataFrame({"centre": centre_hits(mask).float().cpu().numpy(),
+                               "uniform": mask.flatten(1).float().mean(1).cpu().numpy()})
+    return GroundTruthScores(per_image, reliance, references)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description="Score every method on notebook 10's test images, both models.")
+    parser.add_argument("kinds", nargs="*", default=list(WORLDS))
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    for kind in args.kinds:
+        world, scenes = evaluation_scenes()
+        scores = score_explanations(load_shape_model(kind), world, scenes)
+        scores.per_image.to_parquet(SCORES[kind], index=False)
+        print(kind, scores.per_image.groupby("method").mean(numeric_only=True).round(3).to_string())
+
+
+if __name__ == "__main__":
+    main()

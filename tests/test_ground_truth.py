@@ -1,0 +1,126 @@
+"""Ground truth by intervention and the figures of merit of notebook 10, each checked against a case whose
+answer is known or against a reference implementation (scipy)."""
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+from torch import nn
+
+from helpers.ground_truth import (bootstrap_means, centre_hits, check_part_maps, part_mass, part_reliance,
+                                  pointing_hits, rank_agreement, score_explanations, winner)
+from helpers.synthetic import MARK_COLOUR, PARTS, World
+
+
+class MarkReader(nn.Module):
+    """A 'model' that reads only the corner mark: class 0's logit is 8 × the magenta in the corner."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(1, 4)
+        with torch.no_grad():
+            self.fc.weight.copy_(torch.tensor([[8.0], [0.0], [0.0], [0.0]]))
+            self.fc.bias.zero_()
+
+    def forward(self, x):
+        colour = torch.tensor(MARK_COLOUR).view(1, 3, 1, 1)
+        magenta = 1 - (x[:, :, 1:7, 1:7] - colour).abs().mean(1)            # 1 on the mark
+        return self.fc((magenta > 0.99).float().mean((1, 2))[:, None])
+
+
+@pytest.fixture(scope="module")
+def world():
+    return World(shortcut_class="disc")
+
+
+def test_a_model_that_reads_only_the_mark_relies_only_on_the_mark(world):
+    scenes = world.sample(200, seed=0, split="test")
+    reliance = part_reliance(MarkReader(), world, scenes, target=0)
+    marked = scenes.mark
+    mark = PARTS.index("mark")
+    assert (reliance.drop[marked, mark] > 0.5).all()                 # softmax(8, 0, 0, 0) − ¼
+    others = [i for i in range(len(PARTS)) if i != mark]
+    assert torch.equal(reliance.drop[:, others], torch.zeros(200, 3))
+    assert torch.equal(reliance.drop[~marked], torch.zeros(int((~marked).sum()), 4))
+    assert torch.equal(reliance.present[:, mark], marked)
+
+
+def test_part_mass_of_the_uniform_map_is_each_parts_area_and_an_all_zero_map_counts_as_uniform(world):
+    _, parts = world.render(world.sample(30, seed=1, split="test"))
+    areas = parts.stack().float().flatten(2).mean(2)
+    assert torch.allclose(part_mass(torch.ones(30, 64, 64), parts), areas, atol=1e-6)
+    assert torch.allclose(part_mass(torch.zeros(30, 8, 8), parts), areas, atol=1e-6)
+    assert torch.allclose(part_mass(parts.object.float() - 1, parts), areas, atol=1e-6)   # no positive mass
+    assert torch.allclose(part_mass(parts.object.float(), parts)[:, 0], torch.ones(30))
+
+
+def test_rank_agreement_is_spearmans_rho_over_the_present_parts():
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randint(0, 3, (200, 4), generator=generator).float()        # many ties
+    b = torch.randn(200, 4, generator=generator)
+    present = torch.rand(200, 4, generator=generator) < 0.8
+    rho = rank_agreement(a, b, present)
+    for i in range(200):
+        keep = present[i].numpy()
+        x, y = a[i].numpy()[keep], b[i].numpy()[keep]
+        if keep.sum() < 3 or np.ptp(x) == 0:
+            assert torch.isnan(rho[i])
+        else:
+            assert rho[i].item() == pytest.approx(stats.spearmanr(x, y).statistic, abs=1e-6)
+
+
+def test_pointing_at_the_object_hits_and_a_flat_map_hits_as_often_as_the_object_is_large(world):
+    _, parts = world.render(world.sample(400, seed=2, split="test"))
+    assert pointing_hits(parts.object.float(), parts.object).all()
+    assert not pointing_hits(parts.background.float(), parts.object).any()
+    flat = pointing_hits(torch.zeros(400, 64, 64), parts.object, torch.Generator().manual_seed(0)).float().mean()
+    area = parts.object.float().mean()
+    assert abs(flat - area) < 4 * (area * (1 - area) / 400) ** 0.5
+    centre = parts.object[:, 32, 32]
+    assert torch.equal(centre_hits(parts.object), centre)
+
+
+def test_maps_that_do_not_match_the_images_are_refused(world):
+    _, parts = world.render(world.sample(3, seed=0))
+    with pytest.raises(ValueError, match="the masks do not match"):
+        part_mass(torch.ones(2, 64, 64), parts)
+    with pytest.raises(ValueError, match="do not match"):
+        part_mass(torch.ones(3, 64, 32), parts)
+    with pytest.raises(ValueError, match=r"\(N, h, w\)"):
+        part_mass(torch.ones(3, 3, 64, 64), parts)
+    assert check_part_maps(torch.ones(3, 16, 16), parts).shape == (3, 64, 64)
+
+
+def test_the_bootstrap_interval_agrees_with_scipys_percentile_bootstrap():
+    values = torch.distributions.Exponential(1.0).sample((300,))
+    ours = bootstrap_means({"x": values}, resamples=4000, seed=1).loc["x"]
+    theirs = stats.bootstrap((values.numpy(),), np.mean, n_resamples=4000, method="percentile",
+                             random_state=np.random.default_rng(1)).confidence_interval
+    width = theirs.high - theirs.low
+    assert abs(ours["low"] - theirs.low) < 0.1 * width and abs(ours["high"] - theirs.high) < 0.1 * width
+    assert ours["mean"] == pytest.approx(values.double().mean().item())
+
+
+def test_a_winner_is_named_only_when_its_interval_clears_every_other():
+    clear = bootstrap_means({"a": torch.full((50,), 0.9) + 0.01 * torch.randn(50), "b": 0.5 + 0.01 * torch.randn(50)})
+    assert winner(clear) == "a" and winner(clear, higher_is_better=False) == "b"
+    close = bootstrap_means({"a": torch.rand(50), "b": torch.rand(50)})
+    assert winner(close) is None
+
+
+def test_a_researchers_own_method_is_scored_in_one_call(world):
+    from helpers.synthetic_model import ShapeNet
+
+    torch.manual_seed(0)
+    model = ShapeNet().eval()
+    scenes = world.sample(12, seed=0, split="test")
+
+    def oracle(model, x, target):                              # knows the object: the best a map can do
+        return world.render(scenes)[1].object.float()[: len(x)]
+
+    scores = score_explanations(model, world, scenes, methods=("CAM",), extra={"oracle": oracle}, chunk=12,
+                                progress=False)
+    rows = scores.per_image.set_index("method")
+    assert (rows.loc["oracle", "object share"] == 1).all() and (rows.loc["oracle", "pointing"] == 1).all()
+    assert set(rows.index) == {"CAM", "oracle", "random (pixels)", "random (layer grid)"}
+    summary = scores.summary("pointing")
+    assert {"centre", "uniform", "oracle"} <= set(summary.index)
