@@ -45,7 +45,8 @@ NOT_DONE = ("not implemented yet: replace `raise NotImplementedError()` under `#
 def _helpers_refused(helpers: tuple[Callable, ...], learner: Callable, exercise: str):
     """Inside the block, a call of one of ``helpers`` from outside the package (the learner's code) raises
     ExerciseError; the helpers' and the checks' own calls go through. Every name bound to a helper is swapped:
-    in the package's modules and in the learner's namespace (``from helpers import smooth_grad``, ``helpers.x``)."""
+    in the package's modules, in the learner's namespace (``from helpers import smooth_grad``, ``helpers.x``)
+    and in the learner's function's closure."""
     namespaces = [module.__dict__ for name, module in list(sys.modules.items())
                   if module is not None and (name == __package__ or name.startswith(__package__ + "."))]
     namespaces.append(getattr(learner, "__globals__", {}))
@@ -62,13 +63,17 @@ def _helpers_refused(helpers: tuple[Callable, ...], learner: Callable, exercise:
         for namespace in namespaces:
             for key, value in list(namespace.items()):
                 if value is helper:
-                    swapped.append((namespace, key, value))
+                    swapped.append((namespace.__setitem__, key, value))
                     namespace[key] = stand_in
+        for closure_cell in getattr(learner, "__closure__", None) or ():
+            if closure_cell.cell_contents is helper:
+                swapped.append((lambda _, value, c=closure_cell: setattr(c, "cell_contents", value), None, helper))
+                closure_cell.cell_contents = stand_in
     try:
         yield
     finally:
-        for namespace, key, value in reversed(swapped):
-            namespace[key] = value
+        for put_back, key, value in reversed(swapped):
+            put_back(key, value)
 
 
 def refuses(*helpers: Callable):

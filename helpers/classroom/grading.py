@@ -270,6 +270,9 @@ def autograde_all(course: Path, assignments: list[str], students: list[str] | No
     for record in records:
         problems.setdefault(record["assignment"], {})[record["student"]] = record["problems"]
     path.write_text(json.dumps(problems, indent=1, ensure_ascii=False), encoding="utf-8")
+    log = course / "grading-log.json"  # when each hand-in was graded and for how long, run after run
+    earlier = json.loads(log.read_text()) if log.exists() else []
+    log.write_text(json.dumps(earlier + records, indent=1, ensure_ascii=False), encoding="utf-8")
     return records
 
 

@@ -155,11 +155,12 @@ def report(course: Path, assignments: list[str] | None = None, csv_path: Path | 
                     rows.append(dict(assignment=assignment, student=student, cell=TOTAL, exercise="", score=0,
                                      max_score=max_score, message=reason))
                     continue
-                pending = " (answers still to be graded by hand)" if submission.needs_manual_grade else ""
-                print(f"{student}: {submission.score:g} of {submission.max_score:g} points{pending}", file=out)
+                pending = ["answers still to be graded by hand"] if submission.needs_manual_grade else []
+                print(f"{student}: {submission.score:g} of {submission.max_score:g} points"
+                      + "".join(f" ({note})" for note in pending), file=out)
                 rows.append(dict(assignment=assignment, student=student, cell=TOTAL, exercise="",
                                  score=submission.score, max_score=submission.max_score,
-                                 message="; ".join(found or []) + pending.strip(" ()")))
+                                 message="; ".join([*(found or []), *pending])))
                 for line in found or []:
                     print(f"  ! {line}", file=out)
                 for notebook in submission.notebooks:
