@@ -152,19 +152,42 @@ def book_notebook(notebook: nbformat.NotebookNode, path: Path, code_hash: str) -
     return copy
 
 
+ANSWER_KEY_TOC = "\n```{toctree}\n:maxdepth: 1\n:caption: For self-study\n\nanswers\n```\n"
+
+
+def answer_key(notebooks: list[Path]) -> str:
+    """A page with each chapter's **For the teacher** cell (the answers to its predict questions and what a good
+    open experiment contains), for readers who study alone; built only with ``--answer-key``."""
+    parts = ["# Answer key\n\n:::{warning}\nFor self-study. Read a chapter's answers only after you have tried its "
+             "exercises. (A teacher who grades these exercises builds the site without `--answer-key`.)\n:::\n"]
+    for path in notebooks:
+        notebook = nbformat.read(path, as_version=4)
+        title = notebook.cells[0].source.splitlines()[0].lstrip("# ").strip()
+        notes = [c.source for c in notebook.cells if TEACHER_TAG in c.metadata.get("tags", [])]
+        if notes:
+            parts.append(f"## {title}\n\n" + "\n\n".join(notes) + "\n")
+    return "\n".join(parts)
+
+
 def _write_if_changed(path: Path, text: str):
     if not path.exists() or path.read_text() != text:  # unchanged files keep Sphinx's incremental build
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
 
 
-def prepare(source: Path) -> list[Path]:
-    """Write the site's sources into ``source``: index.md and one prepared copy per notebook."""
+def prepare(source: Path, with_answer_key: bool = False) -> list[Path]:
+    """Write the site's sources into ``source``: index.md, one prepared copy and one reader's copy per notebook,
+    and (``with_answer_key``) the answer key's page."""
     code_hash = course_hash()
     notebooks = sorted((ROOT / "notebooks").glob("*.ipynb"))
     if not notebooks:
         raise FileNotFoundError(f"no notebooks in {ROOT / 'notebooks'}")
-    _write_if_changed(source / "index.md", (BOOK / "index.md").read_text())
+    index = (BOOK / "index.md").read_text()
+    _write_if_changed(source / "index.md", index + ANSWER_KEY_TOC if with_answer_key else index)
+    if with_answer_key:
+        _write_if_changed(source / "answers.md", answer_key(notebooks))
+    elif (source / "answers.md").exists():
+        (source / "answers.md").unlink()
     wanted = set()
     for path in notebooks:
         notebook = nbformat.read(path, as_version=4)
@@ -190,18 +213,19 @@ def repository_url() -> str:
 
 
 def build(out: Path, execute: str = "all", repository: str | None = None, binderhub: str = "",
-          jupyterhub: str = "", branch: str = "main") -> Path:
+          jupyterhub: str = "", branch: str = "main", with_answer_key: bool = False) -> Path:
     """Prepare the sources and run Sphinx; return the folder holding ``index.html``.
 
     ``execute``: ``all`` (from the cache where it is up to date), ``none``, or comma-separated
     notebook prefixes such as ``00,01`` (the other pages then show their code without outputs).
     ``repository``: the repository's URL (default: the ``origin`` remote's); ``binderhub``, ``jupyterhub``:
-    where the launch buttons send a reader (none by default).
+    where the launch buttons send a reader (none by default). ``with_answer_key``: add the page
+    :func:`answer_key` (off by default: a class's learners would read it too).
     """
     from sphinx.cmd.build import build_main
 
     out = out.resolve()
-    notebooks = prepare(out / "src")
+    notebooks = prepare(out / "src", with_answer_key)
     mode, exclude = "cache", []
     if execute == "none":
         mode = "off"
@@ -271,8 +295,11 @@ def main(argv=None):
     parser.add_argument("--branch", default="main", help="the branch launch buttons open (default main)")
     parser.add_argument("--binderhub-url", default="", help="a BinderHub for launch buttons, e.g. https://mybinder.org")
     parser.add_argument("--jupyterhub-url", default="", help="your JupyterHub for launch buttons (needs nbgitpuller)")
+    parser.add_argument("--answer-key", action="store_true", help="add a page with the teacher's answers, for "
+                        "self-study readers (leave it out for a site your graded class reads)")
     args = parser.parse_args(argv)
-    html = build(args.out, args.execute, args.repository_url, args.binderhub_url, args.jupyterhub_url, args.branch)
+    html = build(args.out, args.execute, args.repository_url, args.binderhub_url, args.jupyterhub_url, args.branch,
+                 args.answer_key)
     print(f"The course website is in {html}: open {html / 'index.html'} in a browser.")
 
 

@@ -127,6 +127,18 @@ def test_a_printed_table_becomes_a_table():
     assert book.printed_markup_as_markup("<pre>S&lt;sub&gt;c&lt;/sub&gt; = 1</pre>") == "<pre>S<sub>c</sub> = 1</pre>"
 
 
+def test_the_answer_key_holds_every_chapters_teacher_notes_and_is_left_out_by_default(tmp_path):
+    page = book.answer_key(NOTEBOOKS)
+    for path in NOTEBOOKS:
+        notes = [c.source for c in nbformat.read(path, 4).cells if book.TEACHER_TAG in tags(c)]
+        assert all(note in page for note in notes), path.name
+    assert page.startswith("# Answer key") and "only after you have tried" in page
+    book.prepare(tmp_path)
+    assert not (tmp_path / "answers.md").exists() and "answers" not in (tmp_path / "index.md").read_text()
+    book.prepare(tmp_path, with_answer_key=True)
+    assert (tmp_path / "answers.md").read_text() == page and "\nanswers\n" in (tmp_path / "index.md").read_text()
+
+
 def test_explorer_cell_that_displays_nothing_is_refused():
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# t"),
                                                nbformat.v4.new_code_cell("explorer = make()")])

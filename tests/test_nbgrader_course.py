@@ -7,7 +7,6 @@ notebook's set-up and exercises (about 10–30 s here), so this module takes a f
 import csv
 import hashlib
 import io
-import json
 import re
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pytest
 pytest.importorskip("nbgrader", reason="nbgrader is in the `classroom` and `test` extras")
 
 from helpers.classroom import generate, grade, nbgrader, report  # noqa: E402
+from helpers.classroom.grading import grading_records  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = {name: next((ROOT / "notebooks").glob(f"{name}_*.ipynb")) for name in ("00", "05", "07")}
@@ -164,7 +164,7 @@ def test_bad_hand_ins_get_a_clear_line_and_the_others_are_still_graded(course):
     assert digest(course / "source") == sources_before
 
     # two autograde processes ran at once, and the gradebook holds each hand-in exactly once, with its own score
-    runs = sorted((r["start"], r["start"] + r["seconds"]) for r in json.loads((course / "grading-log.json").read_text())
+    runs = sorted((r["start"], r["start"] + r["seconds"]) for r in grading_records(course)
                   if r["assignment"] == a and r["graded"])
     assert len(runs) == 4 and any(later[0] < earlier[1] for earlier, later in zip(runs, runs[1:])), runs
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:

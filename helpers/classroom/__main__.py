@@ -5,7 +5,7 @@ from pathlib import Path
 
 from . import __doc__ as DOC
 from . import generate, grade, report
-from .course import EXERCISE_TIMEOUT, ROOT, _mark_files
+from .course import EXERCISE_TIMEOUT, ROOT, _mark_files, points_markdown
 
 
 def main(argv=None):
@@ -13,6 +13,8 @@ def main(argv=None):
     commands = parser.add_subparsers(dest="command", required=True)
     mark = commands.add_parser("mark", help="add nbgrader metadata: read-only questions and set-up, answer cells")
     mark.add_argument("notebooks", nargs="+", type=Path)
+    tally = commands.add_parser("points", help="points per notebook: autograded and graded by hand")
+    tally.add_argument("notebooks", nargs="*", type=Path, default=sorted((ROOT / "notebooks").glob("*.ipynb")))
     for name, text in [("student", "set up the course directory and generate the student copies"),
                        ("grade", "autograde every hand-in in course/submitted/ (runs the learners' code: sandbox it)"),
                        ("report", "the grade report from the gradebook")]:
@@ -35,6 +37,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.command == "mark":
         _mark_files(args.notebooks)
+    elif args.command == "points":
+        print(points_markdown(args.notebooks))
     elif args.command == "student":
         for path in generate(args.course, args.notebooks):
             print("wrote", path)

@@ -201,3 +201,33 @@ def generate(course: Path, notebooks: list[Path]) -> list[Path]:
     return released
 
 
+
+
+def points(notebooks: list[Path]) -> list[dict]:
+    """Per notebook: the points its checks score automatically and the points of its answers graded by hand
+    (from the nbgrader metadata of the cells)."""
+    table = []
+    for path in sorted(Path(p) for p in notebooks):
+        auto = manual = 0
+        for cell in nbformat.read(path, as_version=4).cells:
+            meta = cell.metadata.get("nbgrader", {})
+            if meta.get("grade"):
+                if cell.cell_type == "code" and not meta.get("solution"):
+                    auto += meta.get("points", 0)
+                else:
+                    manual += meta.get("points", 0)
+        table.append({"notebook": path.stem, "autograded": auto, "by hand": manual})
+    return table
+
+
+def points_markdown(notebooks: list[Path]) -> str:
+    """:func:`points` as the markdown table TEACHING.md shows."""
+    rows = points(notebooks)
+    lines = ["| notebook | autograded points | points graded by hand | share by hand |", "|---|---|---|---|"]
+    for row in rows:
+        total = row["autograded"] + row["by hand"]
+        lines.append(f"| {row['notebook']} | {row['autograded']:g} | {row['by hand']:g} | "
+                     f"{row['by hand'] / total:.0%} |")
+    auto, manual = sum(r["autograded"] for r in rows), sum(r["by hand"] for r in rows)
+    lines.append(f"| all | {auto:g} | {manual:g} | {manual / (auto + manual):.0%} |")
+    return "\n".join(lines)

@@ -189,8 +189,15 @@ def hand_in_problems(submitted: Path, source: Path) -> tuple[list[str], bool]:
 # --------------------------------------------------------------------------- #
 # Many hand-ins
 # --------------------------------------------------------------------------- #
-def problems_file(course: Path) -> Path:
-    return Path(course) / "grade-problems.json"
+def record_file(course: Path, assignment: str, student: str) -> Path:
+    """Where the grading of one hand-in is recorded (its problems, when it ran): one file per hand-in, so runs
+    on several machines sharing the course directory never write the same file."""
+    return Path(course) / "grading" / assignment / f"{student}.json"
+
+
+def grading_records(course: Path) -> list[dict]:
+    """Every hand-in's latest grading record."""
+    return [json.loads(path.read_text(encoding="utf-8")) for path in sorted((Path(course) / "grading").glob("*/*.json"))]
 
 
 def grading_env(jobs: int) -> dict[str, str]:
@@ -232,8 +239,12 @@ def _grade_one(course: Path, student: str, assignment: str, extra: list[str], en
         except subprocess.TimeoutExpired:
             lines.append("nbgrader autograde did not finish within an hour; the kernel may hang")
         lines += _timeouts(course, student, assignment)
-    return {"student": student, "assignment": assignment, "problems": lines, "graded": gradable,
-            "start": start, "seconds": time.time() - start}
+    record = {"student": student, "assignment": assignment, "problems": lines, "graded": gradable,
+              "start": start, "seconds": time.time() - start}
+    path = record_file(course, assignment, student)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=1, ensure_ascii=False), encoding="utf-8")
+    return record
 
 
 def _add_students(course: Path, students) -> None:
@@ -248,7 +259,8 @@ def _add_students(course: Path, students) -> None:
 def autograde_all(course: Path, assignments: list[str], students: list[str] | None = None, jobs: int = 1,
                   timeout: int | None = None, run_everything: bool = False) -> list[dict]:
     """``nbgrader autograde`` every hand-in of ``assignments`` (of ``students`` only, if given), ``jobs``
-    students at a time; each hand-in's problems are saved for the report. Returns one record per hand-in."""
+    students at a time; each hand-in's record (its problems, when it ran) is saved for the report
+    (:func:`record_file`). Returns the records."""
     course = Path(course).resolve()
     handed_in = {}
     for assignment in assignments:
@@ -265,14 +277,6 @@ def autograde_all(course: Path, assignments: list[str], students: list[str] | No
 
     with ThreadPoolExecutor(max(1, jobs)) as pool:
         records = [record for batch in pool.map(one_student, sorted(handed_in)) for record in batch]
-    path = problems_file(course)
-    problems = json.loads(path.read_text()) if path.exists() else {}
-    for record in records:
-        problems.setdefault(record["assignment"], {})[record["student"]] = record["problems"]
-    path.write_text(json.dumps(problems, indent=1, ensure_ascii=False), encoding="utf-8")
-    log = course / "grading-log.json"  # when each hand-in was graded and for how long, run after run
-    earlier = json.loads(log.read_text()) if log.exists() else []
-    log.write_text(json.dumps(earlier + records, indent=1, ensure_ascii=False), encoding="utf-8")
     return records
 
 

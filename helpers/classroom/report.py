@@ -9,7 +9,6 @@ failed check's plain-words message first and alone, under its exercise's title, 
 from __future__ import annotations
 
 import csv
-import json
 import re
 import sys
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 import nbformat
 from nbconvert.preprocessors import Preprocessor
 
-from .grading import TIMED_OUT, exercise_titles, problems_file, time_limit
+from .grading import TIMED_OUT, exercise_titles, grading_records, time_limit
 
 FIELDS = ["assignment", "student", "cell", "exercise", "score", "max_score", "message"]
 TOTAL = "(total)"
@@ -133,8 +132,9 @@ def report(course: Path, assignments: list[str] | None = None, csv_path: Path | 
     from nbgrader.api import Gradebook, MissingEntry
 
     course = Path(course).resolve()
-    path = problems_file(course)
-    problems = json.loads(path.read_text()) if path.exists() else {}
+    problems = {}
+    for record in grading_records(course):
+        problems.setdefault(record["assignment"], {})[record["student"]] = record["problems"]
     rows = []
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
         assignments = assignments or [a.name for a in gradebook.assignments]
