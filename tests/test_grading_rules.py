@@ -6,7 +6,7 @@ import nbformat
 import pytest
 
 from helpers.classroom import (GradeOnlyExercises, PlainFeedback, hand_in_problems, math_as_mathml, needed_cells,
-                               set_up_course, time_limit)
+                               points, points_markdown, set_up_course, time_limit)
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -131,3 +131,10 @@ def test_an_answer_that_calls_the_course_helper_fails_and_the_helper_is_restored
             check_smooth_grad(answer, samples=8)
     assert helpers.smooth_grad is smooth_grad is helpers.gradients.smooth_grad
     assert smooth_grad.__module__ == "helpers.gradients" and smooth_grad.__name__ == "smooth_grad"
+
+
+def test_teaching_md_shows_the_points_the_notebooks_give():
+    table = points(NOTEBOOKS)
+    assert all(row["autograded"] > 0 and row["by hand"] > 0 for row in table)
+    assert points_markdown(NOTEBOOKS) in (ROOT / "TEACHING.md").read_text(), \
+        "TEACHING.md's points table is out of date: paste `python -m helpers.classroom points` into it"
