@@ -262,10 +262,13 @@ def printed_markup_as_markup(page: str) -> str:
 
 
 def text_tables_as_tables(page: str) -> str:
-    """A printed table (three or more lines, each with the same number of `` | `` separators) in a cell's text
-    output becomes an HTML table, so a narrow screen wraps it instead of cutting it off."""
+    """A printed table (three or more lines in a row, each with two or more `` | `` separators; a row may leave
+    its last columns out) in a cell's text output becomes an HTML table, which wraps on a narrow screen
+    instead of being cut off."""
     def table(lines: list[str]) -> str:
         rows = [[cell.strip() for cell in line.split(" | ")] for line in lines]
+        width = max(map(len, rows))
+        rows = [row + [""] * (width - len(row)) for row in rows]
         head = "".join(f"<th>{cell}</th>" for cell in rows[0])
         body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows[1:])
         return f'</pre><table class="table text-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table><pre>'
@@ -273,8 +276,8 @@ def text_tables_as_tables(page: str) -> str:
     def convert(block: str) -> str:
         lines, out, i = block.split("\n"), [], 0
         while i < len(lines):
-            j, separators = i, lines[i].count(" | ")
-            while separators and j < len(lines) and lines[j].count(" | ") == separators:
+            j = i
+            while j < len(lines) and lines[j].count(" | ") >= 2:
                 j += 1
             if j - i >= 3:
                 out.append(table(lines[i:j]))

@@ -117,12 +117,13 @@ def test_html_problems_are_found_and_the_site_turns_a_box_into_an_admonition():
 
 
 def test_a_printed_table_becomes_a_table():
-    printed = ("<pre><span></span>                    method | deletion ↓  rank | insertion ↑  rank\n"
+    printed = ("<pre><span></span>                    method | deletion ↓  rank | insertion ↑  rank | hits\n"
                "                       CAM |   0.120      3  |   0.510       1\n"
-               "                  Grad-CAM |   0.110      2  |   0.500       2\n"
+               "                  Grad-CAM |   0.110      2  |   0.500       2  |   3/3\n"
                "best by deletion: Grad-CAM</pre>")
     page = book.text_tables_as_tables(printed)
     assert page.count("<tr>") == 3 and "<th>deletion ↓  rank</th>" in page and "<td>Grad-CAM</td>" in page
+    assert page.count("<th>") == 4 and "<td>0.120      3</td><td>0.510       1</td><td></td>" in page
     assert "best by deletion: Grad-CAM</pre>" in page and "<pre>" in page
     assert book.printed_markup_as_markup("<pre>S&lt;sub&gt;c&lt;/sub&gt; = 1</pre>") == "<pre>S<sub>c</sub> = 1</pre>"
 
