@@ -19,23 +19,8 @@ copy of ``notebooks/``, refreshed by ``student``; nbgrader never writes to the t
 from .course import (CHECK_CALL, DropTeacherOnly, generate, mark_notebook, nbgrader, points, points_markdown,
                      set_up_course, write_config)
 from .grading import GradeOnlyExercises, autograde_all, hand_in_problems, needed_cells, time_limit
-from .report import PlainFeedback, math_as_mathml, report
+from .report import PlainFeedback, grade, math_as_mathml, report
 
 __all__ = ["CHECK_CALL", "DropTeacherOnly", "GradeOnlyExercises", "PlainFeedback", "autograde_all", "generate",
-           "grade", "hand_in_problems", "mark_notebook", "math_as_mathml", "needed_cells", "nbgrader", "points", "points_markdown", "report",
-           "set_up_course", "time_limit", "write_config"]
-
-
-def grade(course, assignments=None, timeout=None, out=None, jobs=1, students=None, run_everything=False):
-    """Autograde every hand-in (``jobs`` students at a time; ``students``: only these), then the report."""
-    import sys
-    from pathlib import Path
-
-    from .grading import timing_summary
-
-    out = out or sys.stdout
-    assignments = assignments or sorted(p.name for p in (Path(course) / "source").iterdir() if p.is_dir())
-    records = autograde_all(course, assignments, students, jobs, timeout, run_everything)
-    for line in timing_summary(records, jobs):
-        print(line, file=out)
-    return report(course, assignments, out=out)
+           "grade", "hand_in_problems", "mark_notebook", "math_as_mathml", "needed_cells", "nbgrader", "points",
+           "points_markdown", "report", "set_up_course", "time_limit", "write_config"]

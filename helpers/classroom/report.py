@@ -16,7 +16,7 @@ from pathlib import Path
 import nbformat
 from nbconvert.preprocessors import Preprocessor
 
-from .grading import TIMED_OUT, exercise_titles, grading_records, time_limit
+from .grading import TIMED_OUT, autograde_all, exercise_titles, grading_records, time_limit, timing_summary
 
 FIELDS = ["assignment", "student", "cell", "exercise", "score", "max_score", "message"]
 TOTAL = "(total)"
@@ -123,6 +123,18 @@ def _titles(course: Path, assignment: str) -> dict[str, str]:
             if grade_id := notebook.cells[index].metadata.get("nbgrader", {}).get("grade_id"):
                 titles[grade_id] = title
     return titles
+
+
+def grade(course: Path, assignments: list[str] | None = None, timeout: int | None = None, out=None, jobs: int = 1,
+          students: list[str] | None = None, run_everything: bool = False) -> list[dict]:
+    """Autograde every hand-in (:func:`~helpers.classroom.grading.autograde_all`: ``jobs`` students at a time,
+    ``students`` only if given), print how long it took per hand-in, then :func:`report`; its rows."""
+    out = out or sys.stdout
+    assignments = assignments or sorted(p.name for p in (Path(course) / "source").iterdir() if p.is_dir())
+    records = autograde_all(course, assignments, students, jobs, timeout, run_everything)
+    for line in timing_summary(records, jobs):
+        print(line, file=out)
+    return report(course, assignments, out=out)
 
 
 def report(course: Path, assignments: list[str] | None = None, csv_path: Path | None = None, out=sys.stdout):
