@@ -27,7 +27,8 @@ from .features import deep_dream, filter_activations, maximize_activation
 from .gradients import integrated_gradients, saliency, smooth_grad
 from .hooks import explaining, record
 
-__all__ = ["ExerciseError", "refuses", "run_check", "Cubic", "check_capture", "check_class_activation_map", "check_grad_cam_map",
+__all__ = ["ExerciseError", "refuses", "run_check", "Cubic",
+           "check_capture", "check_class_activation_map", "check_grad_cam_map",
            "check_grad_cam_pp_map", "check_saliency", "check_gradient_times_input", "check_smooth_grad",
            "check_run_to_run_correlation", "check_channel_objective", "check_dream_step", "check_integrated_gradients",
            "check_expected_gradients"]

@@ -36,7 +36,8 @@ NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 ARTIFACTS = REPO / "test-artifacts" / "book"
 EXECUTED = ("00", "01")
 WEBSITE_TEST = "the website test"
-REPOSITORY, BINDERHUB, JUPYTERHUB = "https://github.com/example/cnn-seeing", "https://mybinder.org", "https://hub.example.edu"
+REPOSITORY = "https://github.com/example/cnn-seeing"
+BINDERHUB, JUPYTERHUB = "https://mybinder.org", "https://hub.example.edu"
 
 
 def tags(cell) -> set[str]:

@@ -20,16 +20,18 @@ def cell(kind, source, grade_id=None, **nbgrader):
 
 
 def exercise_notebook():
+    """Cells: 0 set-up, 1 a demonstration, 2 changes the model, 3 read at call time, 4 the question,
+    5 the learner's function, 6 a cell the learner added, 7 the check, 8 after the last check."""
     return nbformat.v4.new_notebook(cells=[
-        cell("code", "%matplotlib inline\nimport torch\nmodel = torch.nn.Linear(2, 1)", "setup", locked=True),  # 0
-        cell("code", "pictures = [torch.randn(9) for _ in range(3)]\nprint(pictures)"),                 # 1 a demonstration
-        cell("code", "model.weight.data[:] = 1.0"),                                                      # 2 changes the model
-        cell("code", "scale = 2.0"),                                                                     # 3 read at call time
-        cell("markdown", "## Exercises\n\n**1. (warm-up) Twice the output.** Write `twice`.", "question-1"),  # 4
-        cell("code", "def twice(x):\n    return scale * model(x)", "solution-twice", solution=True),     # 5
-        cell("code", "def helper_of_mine():\n    return 1"),                                             # 6 a learner's cell
-        cell("code", "check_twice(twice)", "check-twice", grade=True, points=1),                        # 7
-        cell("code", "for picture in pictures:\n    print(picture)"),                                    # 8 after the last check
+        cell("code", "%matplotlib inline\nimport torch\nmodel = torch.nn.Linear(2, 1)", "setup", locked=True),
+        cell("code", "pictures = [torch.randn(9) for _ in range(3)]\nprint(pictures)"),
+        cell("code", "model.weight.data[:] = 1.0"),
+        cell("code", "scale = 2.0"),
+        cell("markdown", "## Exercises\n\n**1. (warm-up) Twice the output.** Write `twice`.", "question-1"),
+        cell("code", "def twice(x):\n    return scale * model(x)", "solution-twice", solution=True),
+        cell("code", "def helper_of_mine():\n    return 1"),
+        cell("code", "check_twice(twice)", "check-twice", grade=True, points=1),
+        cell("code", "for picture in pictures:\n    print(picture)"),
     ])
 
 

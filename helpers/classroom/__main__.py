@@ -21,7 +21,8 @@ def main(argv=None):
         command = commands.add_parser(name, help=text)
         command.add_argument("--course", type=Path, default=ROOT / "course")
         if name == "student":
-            command.add_argument("notebooks", nargs="*", type=Path, default=sorted((ROOT / "notebooks").glob("*.ipynb")))
+            command.add_argument("notebooks", nargs="*", type=Path,
+                                 default=sorted((ROOT / "notebooks").glob("*.ipynb")))
         else:
             command.add_argument("assignments", nargs="*")
             command.add_argument("--csv", type=Path, help="also write one row per student and cell to this file, "

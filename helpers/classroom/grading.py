@@ -197,7 +197,8 @@ def record_file(course: Path, assignment: str, student: str) -> Path:
 
 def grading_records(course: Path) -> list[dict]:
     """Every hand-in's latest grading record."""
-    return [json.loads(path.read_text(encoding="utf-8")) for path in sorted((Path(course) / "grading").glob("*/*.json"))]
+    paths = sorted((Path(course) / "grading").glob("*/*.json"))
+    return [json.loads(path.read_text(encoding="utf-8")) for path in paths]
 
 
 def grading_env(jobs: int) -> dict[str, str]:

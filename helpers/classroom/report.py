@@ -185,7 +185,8 @@ def report(course: Path, assignments: list[str] | None = None, csv_path: Path | 
                         else:
                             mark, message = "✗", messages.get(grade.name, "")
                         exercise = titles.get(grade.name, "")
-                        print(f"  {mark} {notebook.name}/{grade.name} ({exercise}): {grade.score:g}/{grade.max_score:g} "
+                        print(f"  {mark} {notebook.name}/{grade.name} ({exercise}): "
+                              f"{grade.score:g}/{grade.max_score:g} "
                               f"{message[:200]}", file=out)
                         rows.append(dict(assignment=assignment, student=student, cell=grade.name, exercise=exercise,
                                          score=grade.score, max_score=grade.max_score, message=message))
