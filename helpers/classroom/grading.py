@@ -156,7 +156,8 @@ def _ids(notebook, tests_only: bool) -> list[str]:
 def hand_in_problems(submitted: Path, source: Path) -> tuple[list[str], bool]:
     """What is wrong with one handed-in notebook before nbgrader runs it; and whether it can be graded at all."""
     if not submitted.exists():
-        others = sorted(p.name for p in submitted.parent.glob("*.ipynb")) if submitted.parent.is_dir() else []
+        expected = {p.name for p in source.parent.glob("*.ipynb")}  # the assignment's other notebooks are no stand-in
+        others = sorted(p.name for p in submitted.parent.glob("*.ipynb") if p.name not in expected)
         if not others:
             return [f"{source.name} was not handed in (0 points)"], False
         student, assignment = submitted.parent.parent.name, submitted.parent.name
