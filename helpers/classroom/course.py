@@ -30,6 +30,8 @@ ANSWER_POINTS = {"predict": 1, "open": 2}
 # Seconds per cell at grading: an exercise's own cells (the learner's function, its check) get EXERCISE_TIMEOUT,
 # the others the autograder runs (set-up, what an exercise uses) SETUP_TIMEOUT; see grading.GradeOnlyExercises.
 EXERCISE_TIMEOUT, SETUP_TIMEOUT = 60, 300
+# Any other run of a whole notebook under this configuration (`nbgrader validate`): as nbval allows in make test.
+WHOLE_NOTEBOOK_TIMEOUT = 900
 
 
 # --------------------------------------------------------------------------- #

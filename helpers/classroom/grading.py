@@ -23,7 +23,7 @@ import nbformat
 from nbconvert.preprocessors import Preprocessor
 from traitlets import Bool, Integer
 
-from .course import EXERCISE_TIMEOUT, SETUP_TIMEOUT, nbgrader
+from .course import EXERCISE_TIMEOUT, SETUP_TIMEOUT, WHOLE_NOTEBOOK_TIMEOUT, nbgrader
 
 SKIP_TAG = "skip-execution"  # nbclient (hence nbgrader's Execute) does not run a cell with this tag
 LIMIT_KEY = "classroom_time_limit"
@@ -116,8 +116,9 @@ class GradeOnlyExercises(Preprocessor):
 
 
 def time_limit(cell) -> int:
-    """nbgrader's per-cell time limit (``ExecutePreprocessor.timeout_func``): what GradeOnlyExercises set."""
-    return cell.metadata.get(LIMIT_KEY, SETUP_TIMEOUT)
+    """nbgrader's per-cell time limit (``ExecutePreprocessor.timeout_func``): what GradeOnlyExercises set, or
+    (``nbgrader validate``, which runs every cell without it) the limit of a whole notebook."""
+    return cell.metadata.get(LIMIT_KEY, WHOLE_NOTEBOOK_TIMEOUT)
 
 
 # --------------------------------------------------------------------------- #
