@@ -13,7 +13,10 @@ run on a GPU is not checked here; the notebooks' own solutions make their tensor
 """
 from __future__ import annotations
 
+import functools
 import math
+import sys
+from contextlib import contextmanager
 from typing import Callable
 
 import torch
@@ -21,10 +24,11 @@ from torch import nn
 
 from .cam import LayerPass, cam, grad_cam, grad_cam_pp
 from .features import deep_dream, filter_activations, maximize_activation
-from .gradients import integrated_gradients, saliency
+from .gradients import integrated_gradients, saliency, smooth_grad
 from .hooks import explaining, record
 
-__all__ = ["ExerciseError", "run_check", "Cubic", "check_capture", "check_class_activation_map", "check_grad_cam_map",
+__all__ = ["ExerciseError", "refuses", "run_check", "Cubic",
+           "check_capture", "check_class_activation_map", "check_grad_cam_map",
            "check_grad_cam_pp_map", "check_saliency", "check_gradient_times_input", "check_smooth_grad",
            "check_run_to_run_correlation", "check_channel_objective", "check_dream_step", "check_integrated_gradients",
            "check_expected_gradients"]
@@ -36,6 +40,52 @@ class ExerciseError(AssertionError):
 
 NOT_DONE = ("not implemented yet: replace `raise NotImplementedError()` under `# YOUR CODE HERE` "
             "with your solution, then run this check again")
+
+
+@contextmanager
+def _helpers_refused(helpers: tuple[Callable, ...], learner: Callable, exercise: str):
+    """Inside the block, a call of one of ``helpers`` from outside the package (the learner's code) raises
+    ExerciseError; the helpers' and the checks' own calls go through. Every name bound to a helper is swapped:
+    in the package's modules, in the learner's namespace (``from helpers import smooth_grad``, ``helpers.x``)
+    and in the learner's function's closure."""
+    namespaces = [module.__dict__ for name, module in list(sys.modules.items())
+                  if module is not None and (name == __package__ or name.startswith(__package__ + "."))]
+    namespaces.append(getattr(learner, "__globals__", {}))
+    swapped = []
+    for helper in helpers:
+        @functools.wraps(helper)
+        def stand_in(*args, _helper=helper, **kwargs):
+            caller = sys._getframe(1).f_globals.get("__name__", "")
+            if caller == __package__ or caller.startswith(__package__ + "."):
+                return _helper(*args, **kwargs)
+            raise ExerciseError(f"{exercise}: your function calls the course's `{_helper.__name__}`, the very "
+                                "function this exercise asks you to write; write it from the formula above")
+
+        for namespace in namespaces:
+            for key, value in list(namespace.items()):
+                if value is helper:
+                    swapped.append((namespace.__setitem__, key, value))
+                    namespace[key] = stand_in
+        for closure_cell in getattr(learner, "__closure__", None) or ():
+            if closure_cell.cell_contents is helper:
+                swapped.append((lambda _, value, c=closure_cell: setattr(c, "cell_contents", value), None, helper))
+                closure_cell.cell_contents = stand_in
+    try:
+        yield
+    finally:
+        for put_back, key, value in reversed(swapped):
+            put_back(key, value)
+
+
+def refuses(*helpers: Callable):
+    """A check decorated with this fails an answer that calls one of ``helpers`` instead of doing the work."""
+    def decorate(check):
+        @functools.wraps(check)
+        def checked(learner, *args, **kwargs):
+            with _helpers_refused(helpers, learner, getattr(learner, "__name__", "your function")):
+                return check(learner, *args, **kwargs)
+        return checked
+    return decorate
 
 
 def run_check(name: str, answer: Callable[[], object], reference: object,
@@ -120,6 +170,7 @@ def _no_grad_left(name: str, model: nn.Module) -> None:
 # --------------------------------------------------------------------------- #
 # Notebook 00
 # --------------------------------------------------------------------------- #
+@refuses(record)
 def check_capture(capture: Callable) -> None:
     """Exercise 00.1: ``capture(model, layer, x)`` returns the layer's output and leaves no hook behind."""
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Conv2d(4, 2, 3)).eval()
@@ -265,6 +316,7 @@ def _caller_left_alone(name: str, model: nn.Module, x: torch.Tensor, original: t
                             "x = x.detach().clone().requires_grad_(True)")
 
 
+@refuses(saliency)
 def check_saliency(my_saliency: Callable) -> None:
     """Exercise 04.1: ``my_saliency(model, x, c)`` is max_k |∂S_c/∂x_k| over the channels, ``(N, H, W)``."""
 
@@ -323,6 +375,7 @@ class Cubic(nn.Module):
         return (self.w * z ** 3).flatten(1).sum(1, keepdim=True)
 
 
+@refuses(smooth_grad)
 def check_smooth_grad(my_smooth_grad: Callable, samples: int = 4000) -> None:
     """Exercise 05.1: ``my_smooth_grad(model, x, c, noise_level, samples)``, noise σ = level × (max − min) as a
     standard deviation. Without noise it must be the gradient; on a cubic score its average must be
@@ -411,6 +464,7 @@ def check_channel_objective(channel_objective: Callable) -> None:
     run_check("channel_objective", lambda: channel_objective(maps, filters), reference, mistakes)
 
 
+@refuses(deep_dream)
 def check_dream_step(dream_step: Callable) -> None:
     """Exercise 06.2: ``dream_step(model, layer, x, η)`` = clip(x + η g / mean|g|), g = ∇ mean(A²), per image."""
 
@@ -448,6 +502,7 @@ def check_dream_step(dream_step: Callable) -> None:
 # --------------------------------------------------------------------------- #
 # Notebook 07: Integrated Gradients
 # --------------------------------------------------------------------------- #
+@refuses(integrated_gradients)
 def check_integrated_gradients(my_integrated_gradients: Callable) -> None:
     """Exercise 07.1: ``my_integrated_gradients(model, x, x′, c, n)`` with the midpoint rule, ``(1, C, H, W)``."""
 

@@ -28,7 +28,11 @@ __all__ = [
     "find_classes", "top_k", "TopK", "ImageError", "BoxedObject", "load_boxes", "boxed_sample_names",
 ]
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+# The photos: data/ beside helpers/ in a checkout (or an editable install); helpers/data/ in an installed wheel,
+# which ships them as package data (pyproject.toml).
+DATA_DIR = next((folder for folder in (Path(__file__).resolve().parent / "data",
+                                       Path(__file__).resolve().parent.parent / "data")
+                 if (folder / "ATTRIBUTION.md").is_file()), Path(__file__).resolve().parent.parent / "data")
 SAMPLES = {
     "cat": "cat.png",
     "coffee": "coffee.png",

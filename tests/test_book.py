@@ -2,10 +2,12 @@
 
 The site is built into a temporary folder with notebooks 00 and 01 executed (about half a minute) and
 the others rendered without outputs, so ``make test`` stays short; ``make book`` executes them all
-(jupyter-cache keeps the outputs until a notebook's code, helpers/ or data/ change). Two pages are then
+(jupyter-cache keeps the outputs until a notebook's code, helpers/ or data/ change). The pages are then
 served on 127.0.0.1 and opened in Chromium with every other request refused (the site must work
-offline): the math is typeset by MathJax, every picture loads, and every link between the site's own
-pages resolves. Screenshots go to ``test-artifacts/book/``.
+offline): on the two executed pages the math is typeset by MathJax and every picture loads; on every
+chapter's page nothing overflows sideways, no HTML tag shows as text, the repository link, the launch
+buttons and the chapter's download are there, and no widget state or nbgrader marker was shipped. Every
+link between the site's own pages resolves. Screenshots go to ``test-artifacts/book/``.
 
 Without Sphinx and myst-nb (``pip install -e '.[book]'``) or without Chromium the build or browser
 tests skip, except under CI, where they fail.
@@ -13,6 +15,7 @@ tests skip, except under CI, where they fail.
 import functools
 import http.server
 import importlib.util
+import re
 import subprocess
 import sys
 import threading
@@ -33,6 +36,8 @@ NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 ARTIFACTS = REPO / "test-artifacts" / "book"
 EXECUTED = ("00", "01")
 WEBSITE_TEST = "the website test"
+REPOSITORY = "https://github.com/example/cnn-seeing"
+BINDERHUB, JUPYTERHUB = "https://mybinder.org", "https://hub.example.edu"
 
 
 def tags(cell) -> set[str]:
@@ -57,8 +62,83 @@ def test_prepared_copy(path):
         assert note.cell_type == "markdown" and "interactive in JupyterLab" in note.source
         assert still.cell_type == "code" and ".picture.value" in still.source and "remove-input" in tags(still)
     kept = [cell for cell in original.cells if book.TEACHER_TAG not in tags(cell)]
-    assert [c.source for c in kept] == [c.source for c in copy.cells if not c.get("id", "").startswith("book-")]
+    shown = [book.boxes_as_admonitions(c.source) if c.cell_type == "markdown" else book.without_markers(c.source)
+             for c in kept]
+    assert shown == [c.source for c in copy.cells if not c.get("id", "").startswith("book-")]
+    assert not any("### BEGIN SOLUTION" in c.source or "### END SOLUTION" in c.source for c in copy.cells)
+    for cell in copy.cells:
+        if cell.cell_type == "markdown":
+            assert not html_problems(cell.source), f"{path.name}: {html_problems(cell.source)} in\n{cell.source}"
+    reader = book.reader_notebook(original)
+    assert [c.source for c in reader.cells] == [book.without_markers(c.source) if c.cell_type == "code" else c.source
+                                                for c in kept]
+    assert not any(c.get("outputs") for c in reader.cells) and "widgets" not in reader.metadata
     assert book.book_notebook(original, path, "0" * 64) == copy, "the same notebook must give the same copy"
+
+
+class _Tags(HTMLParser):
+    VOID = {"br", "img", "hr", "input", "meta", "link", "source", "wbr"}
+
+    def __init__(self):
+        super().__init__()
+        self.open, self.problems = [], []
+
+    def handle_starttag(self, tag, attrs):
+        if tag not in self.VOID:
+            self.open.append(tag)
+
+    def handle_endtag(self, tag):
+        if tag in self.VOID:
+            return
+        if not self.open or self.open[-1] != tag:
+            self.problems.append(f"</{tag}> closes {self.open[-1] if self.open else 'nothing'}")
+        else:
+            self.open.pop()
+
+
+def html_problems(markdown: str) -> list[str]:
+    """Raw HTML in one markdown cell that a page cannot hold: a tag left open or closed out of turn, or a
+    heading inside an open tag (Sphinx makes the heading a section, which splits the tag across two)."""
+    text = re.sub(r"```.*?```|`[^`\n]*`", "", markdown, flags=re.DOTALL)  # code is shown, not parsed
+    parser, problems = _Tags(), []
+    for line in text.splitlines(keepends=True):
+        if parser.open and re.match(r"#{1,6}\s", line):
+            problems.append(f"heading {line.strip()!r} inside <{parser.open[-1]}>")
+        parser.feed(line)
+    return problems + parser.problems + [f"<{tag}> never closed" for tag in parser.open]
+
+
+def test_html_problems_are_found_and_the_site_turns_a_box_into_an_admonition():
+    box = '<div style="border-left: 4px solid red">\n\n### Common mistake\n\nText with `<div>` in code.\n</div>'
+    assert html_problems(box) == ["heading '### Common mistake' inside <div>"]
+    assert html_problems("<div>\nopen") == ["<div> never closed"] and html_problems("a</span>")
+    converted = book.boxes_as_admonitions(box)
+    assert converted.startswith("::::{admonition} Common mistake\n:class: warning") and not html_problems(converted)
+    assert "Text with `<div>` in code." in converted
+
+
+def test_a_printed_table_becomes_a_table():
+    printed = ("<pre><span></span>                    method | deletion ↓  rank | insertion ↑  rank | hits\n"
+               "                       CAM |   0.120      3  |   0.510       1\n"
+               "                  Grad-CAM |   0.110      2  |   0.500       2  |   3/3\n"
+               "best by deletion: Grad-CAM</pre>")
+    page = book.text_tables_as_tables(printed)
+    assert page.count("<tr>") == 3 and "<th>deletion ↓  rank</th>" in page and "<td>Grad-CAM</td>" in page
+    assert page.count("<th>") == 4 and "<td>0.120      3</td><td>0.510       1</td><td></td>" in page
+    assert "best by deletion: Grad-CAM</pre>" in page and "<pre>" in page
+    assert book.printed_markup_as_markup("<pre>S&lt;sub&gt;c&lt;/sub&gt; = 1</pre>") == "<pre>S<sub>c</sub> = 1</pre>"
+
+
+def test_the_answer_key_holds_every_chapters_teacher_notes_and_is_left_out_by_default(tmp_path):
+    page = book.answer_key(NOTEBOOKS)
+    for path in NOTEBOOKS:
+        notes = [c.source for c in nbformat.read(path, 4).cells if book.TEACHER_TAG in tags(c)]
+        assert all(note in page for note in notes), path.name
+    assert page.startswith("# Answer key") and "only after you have tried" in page
+    book.prepare(tmp_path)
+    assert not (tmp_path / "answers.md").exists() and "answers" not in (tmp_path / "index.md").read_text()
+    book.prepare(tmp_path, with_answer_key=True)
+    assert (tmp_path / "answers.md").read_text() == page and "\nanswers\n" in (tmp_path / "index.md").read_text()
 
 
 def test_explorer_cell_that_displays_nothing_is_refused():
@@ -86,7 +166,9 @@ def site(tmp_path_factory):
             unavailable(f"{module} is not installed: pip install -e '.[book]' (make book does it)", WEBSITE_TEST)
     out = tmp_path_factory.mktemp("book")
     run = subprocess.run([sys.executable, str(REPO / "book" / "build.py"), "--out", str(out),
-                          "--execute", ",".join(EXECUTED)], capture_output=True, text=True, timeout=900)
+                          "--execute", ",".join(EXECUTED), "--repository-url", REPOSITORY,
+                          "--binderhub-url", BINDERHUB, "--jupyterhub-url", JUPYTERHUB],
+                         capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, f"the website did not build:\n{run.stdout[-4000:]}\n{run.stderr[-4000:]}"
     return out / "html"
 
@@ -234,6 +316,41 @@ def test_page_in_chromium(stem, served, browser):
     assert f"notebooks/{stem}.ipynb" in text and "make lab" in text
     assert stills and all(count == 1 for count in stills), f"explorer notes and their still pictures: {stills}"
     assert "VBox(" not in text and "Error displaying widget" not in text, "a widget's output reached the page"
+
+
+_READS_WELL = """() => ({
+    overflow: document.documentElement.scrollWidth - document.documentElement.clientWidth,
+    wide: [...document.querySelectorAll('article *')].filter(e => e.getBoundingClientRect().right >
+          document.documentElement.clientWidth + 1 && !e.closest('.cell_output, pre, .highlight, table, mjx-container'))
+          .slice(0, 3).map(e => e.tagName + '.' + e.className),
+    text: document.querySelector('article').innerText,
+    links: [...document.querySelectorAll('a')].map(a => a.href),
+    widgetState: document.querySelectorAll('script[type*="widget-state"]').length,
+})"""
+
+
+@pytest.mark.parametrize("stem", [path.stem for path in NOTEBOOKS])
+def test_every_chapter_page_reads_well(stem, site, served, browser):
+    page = browser.new_page()
+    page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(served) else route.abort())
+    try:
+        page.goto(f"{served}/notebooks/{stem}.html", wait_until="load")
+        found = page.evaluate(_READS_WELL)
+        if found["overflow"] > 0:
+            page.screenshot(path=str(ARTIFACTS / f"{stem}-overflow.png"), full_page=True)
+    finally:
+        page.close()
+    assert found["overflow"] <= 0, f"the page is {found['overflow']} px wider than the window: {found['wide']}"
+    shown = re.findall(r"</?(?:div|span|sub|sup|b|i|p|br|table|tr|td|img|a)\b[^>\n]*>", found["text"])
+    assert not shown, f"HTML tags shown as text: {shown[:5]}"
+    assert "### BEGIN SOLUTION" not in found["text"] and not found["widgetState"]
+    assert any(link.startswith(REPOSITORY) for link in found["links"]), "no link to the repository"
+    launch = [link for link in found["links"] if link.startswith((BINDERHUB, JUPYTERHUB))]
+    assert len(launch) == 2 and all(f"notebooks/{stem}.ipynb" in link for link in launch), launch
+    downloads = [link for link in found["links"] if link.endswith(f"/{stem}.ipynb") and "_downloads" in link]
+    assert downloads, "no download of the chapter's notebook"
+    copy = nbformat.reads(next(site.glob(f"_downloads/*/{stem}.ipynb")).read_text(), as_version=4)
+    assert not any(book.TEACHER_TAG in tags(cell) or "### BEGIN SOLUTION" in cell.source for cell in copy.cells)
 
 
 def test_environment_yml_lists_the_book_extra():

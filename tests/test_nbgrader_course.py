@@ -1,9 +1,10 @@
 """The real nbgrader pipeline in a temporary course directory: generate, hand in, autograde, feedback, report.
 
 Notebooks 05 and 07 carry the two mistakes of the source notes (SmoothGrad's σ used as a variance, IG without
-(x − x′)); notebook 00 is the fastest, so it carries the bad hand-ins. Each autograde runs a whole notebook
-(about 10–40 s here), so this module takes a few minutes.
+(x − x′)); notebook 00 is the fastest, so it carries the bad hand-ins, graded two at a time. Each autograde runs a
+notebook's set-up and exercises (about 10–30 s here), so this module takes a few minutes.
 """
+import csv
 import hashlib
 import io
 import re
@@ -14,7 +15,8 @@ import pytest
 
 pytest.importorskip("nbgrader", reason="nbgrader is in the `classroom` and `test` extras")
 
-from helpers.classroom import generate, grade, nbgrader  # noqa: E402
+from helpers.classroom import generate, grade, nbgrader, report  # noqa: E402
+from helpers.classroom.grading import grading_records  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = {name: next((ROOT / "notebooks").glob(f"{name}_*.ipynb")) for name in ("00", "05", "07")}
@@ -110,6 +112,11 @@ def test_scores_differ_as_expected_and_feedback_names_the_mistakes(course):
     ig = (course / "feedback" / "bob" / assignments[1] / f"{assignments[1]}.html").read_text()
     assert "you used σ² as the standard deviation" in smooth
     assert "multiply it by (x − baseline)" in ig
+    # the message alone under the exercise's title, no traceback with the check's code or the teacher's paths
+    assert "Exercise 1 (warm-up): SmoothGrad from the formula" in smooth and "Your exercises" in smooth
+    assert "Traceback (most recent call last)" not in smooth
+    assert str(ROOT) not in smooth and "site-packages" not in smooth
+    assert smooth.count("<math") > 5  # the markdown's math as MathML, which the browser draws without MathJax
     assert digest(course / "source") == sources_before
 
 
@@ -130,19 +137,52 @@ def test_bad_hand_ins_get_a_clear_line_and_the_others_are_still_graded(course):
     hand_in(course, "fay", a, endless)
     hand_in(course, "gus", a, good)
 
+    misnamed = course / "submitted" / "hal" / a
+    misnamed.mkdir(parents=True)
+    nbformat.write(good, misnamed / f"{a} (1).ipynb")
+    from nbgrader.api import Gradebook
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
+        gradebook.update_or_create_student("ivy")  # on the roster, handed nothing in
+
     out = io.StringIO()
-    rows = grade(course, [a], timeout=60, out=out)  # s per cell
+    rows = grade(course, [a], timeout=20, out=out, jobs=2)  # s per exercise cell; two students at a time
     text = out.getvalue()
-    lines = {s: [r["message"] for r in rows if r["student"] == s and not r["cell"]] for s in "carol dan eve fay gus".split()}
-    assert any("is not a Jupyter notebook" in line for line in lines["carol"]), text
-    assert any("test cells deleted: check-capture" in line for line in lines["dan"]), text
-    assert any("test cells moved out of order" in line for line in lines["eve"]), text
-    assert any("per-cell time limit" in line for line in lines["fay"]), text
-    assert lines["gus"] == [], text
-    score = {(r["student"], r["cell"]): r["score"] for r in rows if r["cell"]}
+    lines = {s: [r["message"] for r in rows if r["student"] == s and r["cell"] == "(total)"]
+             for s in "carol dan eve fay gus hal ivy".split()}
+    assert "is not a Jupyter notebook" in lines["carol"][0], text
+    assert "test cells deleted: check-capture" in lines["dan"][0], text
+    assert "test cells moved out of order" in lines["eve"][0], text
+    assert "stopped after its time limit of 20 s" in lines["fay"][0], text
+    assert lines["gus"] == ["answers still to be graded by hand"], text
+    assert f"{a} (1).ipynb was" in lines["hal"][0] and f"grade {a} --student hal" in lines["hal"][0], text
+    assert lines["ivy"] == ["nothing handed in"] and "ivy: 0 of 4 points: nothing handed in" in text
+    score = {(r["student"], r["cell"]): r["score"] for r in rows}
     assert score[("gus", "check-capture")] == 1
     assert score[("dan", "check-capture")] == 1  # nbgrader put the deleted check back and it passed
     assert score[("eve", "check-capture")] == 0  # it ran before the function existed
     assert score[("fay", "check-capture")] == 0
-    assert "carol: not graded" in text
+    assert score[("carol", "(total)")] == score[("hal", "(total)")] == 0
     assert digest(course / "source") == sources_before
+
+    # two autograde processes ran at once, and the gradebook holds each hand-in exactly once, with its own score
+    runs = sorted((r["start"], r["start"] + r["seconds"]) for r in grading_records(course)
+                  if r["assignment"] == a and r["graded"])
+    assert len(runs) == 4 and any(later[0] < earlier[1] for earlier, later in zip(runs, runs[1:])), runs
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
+        held = [(s.student.id, s.score) for s in gradebook.find_assignment(a).submissions]
+    assert sorted(held) == [("dan", 1), ("eve", 0), ("fay", 0), ("gus", 1)], held
+    print(next(line for line in text.splitlines() if line.startswith(a)))  # seconds per hand-in (pytest -s)
+
+    # one late hand-in, graded alone; the others' results stay as they were
+    hand_in(course, "hal", a, good)
+    (misnamed / f"{a} (1).ipynb").unlink()
+    rows = grade(course, [a], students=["hal"], out=io.StringIO())
+    score = {(r["student"], r["cell"]): r["score"] for r in rows}
+    assert score[("hal", "check-capture")] == 1 and score[("gus", "check-capture")] == 1
+    assert score[("eve", "check-capture")] == 0
+
+    report(course, [a], csv_path=course / "grades.csv", out=io.StringIO())
+    with open(course / "grades-totals.csv") as f:
+        totals = {row["student"]: row for row in csv.DictReader(f)}
+    assert set("carol dan eve fay gus hal ivy".split()) <= set(totals)
+    assert totals["gus"][a] == "1" and totals["ivy"][a] == "0" and totals["ivy"]["max_total"] == "4"
