@@ -22,7 +22,7 @@ import torch
 import torchvision.transforms.functional as TF
 
 from .hooks import check_batch, check_finite, explaining, require_autograd
-from .noise import batch_chunks, default_batch_size, noisy_chunks, row_chunks, rows_per_pass
+from .noise import batch_chunks, check_count, default_batch_size, noisy_chunks, row_chunks, rows_per_pass
 from .targets import prepare_target, target_scores
 
 __all__ = [
@@ -87,11 +87,6 @@ def _accumulator_dtype(device: torch.device) -> torch.dtype:
 def _rowwise(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """``values`` ``(M, ...)`` with singleton dimensions after the first, to broadcast against ``like``."""
     return values.reshape(len(values), *[1] * (like.ndim - values.ndim), *values.shape[1:])
-
-
-def _check_count(name: str, value, minimum: int = 1):
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be a whole number ≥ {minimum}, got {value!r}")
 
 
 # --------------------------------------------------------------------------- #
@@ -235,8 +230,7 @@ def quadrature(rule: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
     """
     if rule not in RULES:
         raise ValueError(f"unknown quadrature rule {rule!r}: use one of {', '.join(map(repr, RULES))}")
-    _check_count("steps", steps)
-    return RULES[rule](steps)
+    return RULES[rule](check_count("steps", steps))
 
 
 BASELINES = ("zeros", "black", "blur", "uniform")
@@ -280,7 +274,7 @@ def make_baselines(x: torch.Tensor, baseline="zeros", samples: int = 1, value_ra
     ``value_range`` is ``(low, high)`` per channel, e.g. ``preprocess.value_range``.
     """
     n, shape = len(x), tuple(x.shape[1:])
-    _check_count("the number of baselines per image", samples)
+    samples = check_count("the number of baselines per image", samples)
     if isinstance(baseline, torch.Tensor):
         given = check_finite(baseline.detach().to(device=x.device, dtype=x.dtype), "the baseline")
         if given.shape == shape:
@@ -354,7 +348,7 @@ def integrated_gradients(model, x: torch.Tensor, target, baseline="zeros", steps
     """
     x, target = _checked(model, x, target, "Integrated Gradients")
     batch_size = default_batch_size(x.device) if batch_size is None else batch_size
-    _check_count("batch_size", batch_size)
+    batch_size = check_count("batch_size", batch_size)
     alphas, weights = quadrature(rule, steps)
     starts = make_baselines(x, baseline, baseline_samples, value_range, blur_sigma, generator)
     n, per_image = starts.shape[:2]

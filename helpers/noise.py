@@ -79,14 +79,13 @@ def batch_chunks(x: torch.Tensor, rows: int, progress: bool | None = None,
         start += len(indices)
 
 
-def check_sampling(noise_level: float, samples: int, batch_size: int):
-    if not (isinstance(noise_level, (int, float)) and math.isfinite(noise_level) and noise_level >= 0):
+def check_sampling(noise_level: float, samples: int, batch_size: int) -> tuple[float, int, int]:
+    """The three settings as Python numbers (numpy scalars included), or a clear error."""
+    if (isinstance(noise_level, bool) or not isinstance(noise_level, numbers.Real) or not math.isfinite(noise_level)
+            or noise_level < 0):
         raise ValueError(f"noise_level must be a finite number ≥ 0 (a fraction of the input range, e.g. 0.15); "
                          f"got {noise_level!r}")
-    if not isinstance(samples, int) or samples < 1:
-        raise ValueError(f"samples must be a whole number ≥ 1, got {samples!r}")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a whole number ≥ 1, got {batch_size!r}")
+    return float(noise_level), check_count("samples", samples), check_count("batch_size", batch_size)
 
 
 def noise_sigma(x: torch.Tensor, noise_level: float) -> torch.Tensor:
@@ -106,7 +105,7 @@ def noisy_chunks(x: torch.Tensor, noise_level: float, samples: int, batch_size: 
     copies however they are chunked. ``progress=None`` shows a bar when there are more than 4 chunks.
     """
     batch_size = default_batch_size(x.device) if batch_size is None else batch_size
-    check_sampling(noise_level, samples, batch_size)
+    noise_level, samples, batch_size = check_sampling(noise_level, samples, batch_size)
     n, per_image = x.shape[0], x[0].numel()
     sigma = noise_sigma(x, noise_level)
     padded = -(-per_image // 16) * 16  # torch draws normals in blocks of 16: whole blocks keep chunking invisible

@@ -355,3 +355,15 @@ def test_bad_input_gets_a_clear_error(tiny_cnn, tiny_batch, call, message):
     finally:
         handle.remove()
     assert not calls  # refused before any work
+
+
+def test_numpy_numbers_are_accepted_as_counts_and_levels(tiny_cnn, tiny_batch):
+    """Settings read from a numpy array or a sweep (np.int64, np.float32) work like Python numbers."""
+    plain = integrated_gradients(tiny_cnn, tiny_batch, 1, steps=8, batch_size=4)
+    numpy = integrated_gradients(tiny_cnn, tiny_batch, 1, steps=np.int64(8), batch_size=np.int32(4))
+    assert torch.equal(plain.attributions, numpy.attributions)
+    assert torch.equal(smooth_grad(tiny_cnn, tiny_batch, 1, 0.1, 4, batch_size=4, generator=seeded(0)),
+                       smooth_grad(tiny_cnn, tiny_batch, 1, np.float32(0.1), np.int64(4), batch_size=np.int64(4),
+                                   generator=seeded(0)))
+    with pytest.raises(ValueError, match="steps must be a whole number"):
+        integrated_gradients(tiny_cnn, tiny_batch, 1, steps=np.float64(8))
