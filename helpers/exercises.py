@@ -309,6 +309,20 @@ def _gradient_case(classes: int = 5, size: int = 16):
     return net, x, c, saliency(net, x, c, reduce="none")
 
 
+def input_left_alone(name: str, compute: Callable[[], object], given: torch.Tensor, what: str, advice: str):
+    """``compute`` wrapped so that a learner's function that changes ``given`` (the ``what``) in place fails
+    with ``advice``."""
+    original = given.clone()
+
+    def answer():
+        result = compute()
+        if not torch.equal(given, original):
+            raise ExerciseError(f"{name}: your function changed the {what} it was given; {advice}")
+        return result
+
+    return answer
+
+
 def _caller_left_alone(name: str, model: nn.Module, x: torch.Tensor, original: torch.Tensor) -> None:
     _no_grad_left(name, model)
     if x.requires_grad or not torch.equal(x, original):

@@ -10,7 +10,7 @@ import torch
 
 from .evaluate import pixel_ranks, stage_counts
 from .evaluate_pointing import energy_pointing_game
-from .exercises import ExerciseError, _separable, run_check
+from .exercises import ExerciseError, _separable, input_left_alone, run_check
 
 __all__ = ["check_deletion_masks", "check_energy_share"]
 
@@ -45,15 +45,9 @@ def check_deletion_masks(deletion_masks: Callable) -> None:
         }
 
     saliency_map, steps, reference, mistakes = _separable(draw)
-    original = saliency_map.clone()
-
-    def answer():
-        result = deletion_masks(saliency_map, steps)
-        if not torch.equal(saliency_map, original):
-            raise ExerciseError("deletion_masks: your function changed the map it was given; rank a copy "
-                                "(torch.sort and torch.argsort return new tensors, in-place ops such as abs_ do not)")
-        return _as_float_tensor(result)
-
+    answer = input_left_alone("deletion_masks", lambda: _as_float_tensor(deletion_masks(saliency_map, steps)),
+                              saliency_map, "map", "rank a copy (torch.sort and torch.argsort return new tensors, "
+                                                   "in-place ops such as abs_ do not)")
     run_check("deletion_masks", answer, reference, mistakes)
 
 
