@@ -13,8 +13,9 @@ def sampled(row) -> bool:
     return bool(SAMPLED.search(row["setting"]))
 
 
-def _ms(seconds):
-    return f"{seconds * 1e3:.1f}" if seconds < 10 else f"{seconds:.1f} s"
+def duration(seconds: float) -> str:
+    """A time with its unit: milliseconds below 10 s, seconds above."""
+    return f"{seconds * 1e3:.1f} ms" if seconds < 10 else f"{seconds:.1f} s"
 
 
 def _ratio(value):
@@ -28,8 +29,8 @@ def line(row) -> str:
     agree = " ".join(f"{n} {v:.0e}" for n, v in row["agreement"].items())
     memory = row.get("peak_mib", {})
     mem = f" | peak MiB helper {memory['helper']:.0f} limit {memory.get('limit', float('nan')):.0f}" if memory.get("helper") is not None else ""
-    return (f"{row['model']:>8} N={row['batch']} {row['method']:<23} {row['setting']:<34} helper {_ms(row['seconds']['helper']):>7} ms "
-            f"limit {_ms(row['seconds']['limit']):>7} ms ×{r['helper']:.2f} [{lo:.2f}–{hi:.2f}] | {others}"
+    return (f"{row['model']:>8} N={row['batch']} {row['method']:<23} {row['setting']:<34} helper {duration(row['seconds']['helper']):>10} "
+            f"limit {duration(row['seconds']['limit']):>10} ×{r['helper']:.2f} [{lo:.2f}–{hi:.2f}] | {others}"
             f"{' | agrees: ' + agree if agree else ''}{mem}")
 
 
@@ -77,7 +78,7 @@ def markdown(report: dict) -> str:
                f"average {u['load_before']} before, {u['load_after']} after; run `{u['command']}` "
                f"({u['minutes']:.1f} min).", "")],
            "## Summary: helper time ÷ limit time", "", *summary(report), "", "## Every case", "",
-           "| model | N | method | setting | helper ms | limit ms | helper ×limit | anchors ×limit | fastest anchor: helper ÷ it "
+           "| model | N | method | setting | helper | limit | helper ×limit | anchors ×limit | fastest anchor: helper ÷ it "
            "| naive ×limit | peak MiB helper / limit |",
            "|---|---|---|---|---:|---:|---:|---|---:|---:|---:|"]
     for row in report["results"]:
@@ -87,8 +88,8 @@ def markdown(report: dict) -> str:
         if "helper ×5" in r:
             fastest += f"; five single calls ×{r['helper ×5']:.2f}"
         mem = " / ".join("—" if memory.get(n) is None else f"{memory[n]:.0f}" for n in ("helper", "limit"))
-        out.append(f"| {row['model']} | {row['batch']} | {row['method']} | {row['setting']} | {_ms(row['seconds']['helper'])} "
-                   f"| {_ms(row['seconds']['limit'])} | {r['helper']:.2f} | {anchors} | {fastest} | {_ratio(r.get('naive'))} | {mem} |")
+        out.append(f"| {row['model']} | {row['batch']} | {row['method']} | {row['setting']} | {duration(row['seconds']['helper'])} "
+                   f"| {duration(row['seconds']['limit'])} | {r['helper']:.2f} | {anchors} | {fastest} | {_ratio(r.get('naive'))} | {mem} |")
     shown = {"helper", "limit", "naive", "helper ×5", *ANCHORS}
     others = [f"- {row['model']} N={row['batch']} {row['method']} ({row['setting']}): "
               + ", ".join(f"{n} ×{v:.2f}" for n, v in row["ratio_to_limit"].items() if n not in shown)
@@ -105,10 +106,10 @@ def markdown(report: dict) -> str:
         e = report["explorer"]
         memory = e.get("cached_pass_mib")
         out += ["", f"Grad-CAM explorer ({e['model']}, {e['layers'][0]} then {e['layers'][1]}; wall time, medians): "
-                f"class change {_ms(e['class_change_seconds'])} ms, of which computing "
-                f"{_ms(e['class_change_compute_seconds'])} ms (a fresh `grad_cam` call: {_ms(e['fresh_call_seconds'])} ms); "
-                f"first visit to a new layer {_ms(e['new_layer_seconds'])} ms, back to a cached layer "
-                f"{_ms(e['revisited_layer_seconds'])} ms"
+                f"class change {duration(e['class_change_seconds'])}, of which computing "
+                f"{duration(e['class_change_compute_seconds'])} (a fresh `grad_cam` call: {duration(e['fresh_call_seconds'])}); "
+                f"first visit to a new layer {duration(e['new_layer_seconds'])}, back to a cached layer "
+                f"{duration(e['revisited_layer_seconds'])}"
                 + ("." if memory is None else f"; each cached pass (one photo, one layer) holds {memory:.0f} MiB.")]
     out += ["", "## Targets", ""] + [f"- {t}" for t in report["targets"]]
     return "\n".join(out) + "\n"

@@ -42,3 +42,9 @@ def test_smoke_run_reports_every_method_with_equal_work(tmp_path):
                                                                        "class_change_compute_seconds",
                                                                        "new_layer_seconds", "revisited_layer_seconds"))
     assert "| tiny | 1 | Grad-CAM |" in (tmp_path / "results-cpu.md").read_text()
+
+
+def test_times_are_printed_with_one_unit():
+    from benchmarks.report import duration
+
+    assert [duration(s) for s in (0.0113, 9.99, 11.3)] == ["11.3 ms", "9990.0 ms", "11.3 s"]
