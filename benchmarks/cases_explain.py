@@ -22,7 +22,7 @@ from helpers import deletion, grad_cam, insertion
 from helpers.explain import curve_auc, explain_dataset
 from helpers.hooks import explaining
 
-from .cases import Case, Setup, row
+from .registry import Case, Setup, row
 
 
 def explain_images(s: Setup, count: int) -> torch.Tensor:

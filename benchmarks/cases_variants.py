@@ -1,7 +1,7 @@
 """The rows of notebook 09's methods: the gradient variants (one forward pass, one backward pass down to the
 layer, like Grad-CAM), Eigen-CAM (one forward pass and an SVD) and the perturbation methods (one forward pass
-per channel or patch, in chunks). Registered after the rows of :mod:`benchmarks.cases`, which imports this
-module at its end.
+per channel or patch, in chunks). They run after the rows of :mod:`benchmarks.cases` (the order of
+:mod:`benchmarks.rows`).
 
 The perturbation methods explain a layer with few channels (Lite0's ``stem``: 32, ResNet-50's ``maxpool``: 64),
 so that pytorch-grad-cam, which always uses every channel, runs the same number of forward passes.
@@ -16,7 +16,7 @@ from helpers.maps import normalize, upsample
 from helpers.perturbation import ablation_cam, occlusion, score_cam
 
 from .anchors import pytorch_grad_cam_map, torchcam_map
-from .cases import Setup, row, same
+from .registry import Setup, row, same
 from .limits import cam_maps, layer_activations, layer_gradients
 
 PERTURBED_LAYER = {"lite0": "stem", "resnet50": "maxpool", "tiny": "relu1"}

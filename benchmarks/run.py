@@ -59,7 +59,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.anchors import ANCHORS, load_anchors  # noqa: E402
-from benchmarks.cases import NOISE_LEVEL, cases_for  # noqa: E402
+import benchmarks.rows  # noqa: E402,F401  (importing it registers every row)
+from benchmarks.registry import NOISE_LEVEL, cases_for  # noqa: E402
 from benchmarks.explorer import explorer_costs  # noqa: E402
 from benchmarks.plans import FULL, SMOKE  # noqa: E402
 from benchmarks.report import line, markdown, targets  # noqa: E402

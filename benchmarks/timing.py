@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from .anchors import ANCHORS
-from .cases import Case
+from .registry import Case
 
 
 def _sync(device):
