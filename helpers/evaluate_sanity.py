@@ -23,7 +23,6 @@ map that the ReLU set to zero everywhere) has no ranking; torchmetrics gives it 
 from __future__ import annotations
 
 import copy
-import numbers
 import warnings
 from typing import Callable, NamedTuple
 
@@ -35,7 +34,7 @@ from .evaluate import check_maps
 from .hooks import check_batch, explaining
 from .layers import check_hookable
 from .maps import normalize
-from .noise import default_batch_size
+from .noise import check_count, default_batch_size
 
 __all__ = ["CascadeResult", "cascade_layers", "randomise", "map_similarity", "randomisation_cascade"]
 
@@ -166,11 +165,8 @@ def map_similarity(original: torch.Tensor, other: torch.Tensor, batch_size: int 
             raise ValueError(f"the {which} maps hold NaN or infinite values (map {bad.nonzero()[0].item()}"
                              f"{' and others' if bad.sum() > 1 else ''}), so they have no ranking and no "
                              "structure to compare: check the method that produced them")
-    batch_size = default_batch_size(original.device) if batch_size is None else batch_size
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-        raise ValueError(f"batch_size must be a whole number ≥ 1, got {batch_size!r}")
-    chunks = [_similarity(a, b) for a, b in zip(original.detach().split(int(batch_size)),
-                                                 other.detach().split(int(batch_size)))]
+    batch_size = check_count("batch_size", default_batch_size(original.device) if batch_size is None else batch_size)
+    chunks = [_similarity(a, b) for a, b in zip(original.detach().split(batch_size), other.detach().split(batch_size))]
     return {key: torch.cat([chunk[key] for chunk in chunks]) for key in chunks[0]}
 
 

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from ..hooks import explaining, model_device
 from ..layers import resolve_layer
-from ..noise import default_batch_size
+from ..noise import check_count, default_batch_size
 from .batches import Batch, as_dataset, batch_loader, explain_collate_error, plan_batches, split_batch
 from .distributed import World, process_group
 from .scoring import resolve_methods, resolve_metrics
@@ -58,9 +58,7 @@ def explain_dataset(model, data, methods, metrics=("deletion", "insertion"), out
     dataset, settings = as_dataset(data)
     device = model_device(model)
     batch_size = batch_size or settings.get("batch_size") or default_batch_size(device)
-    for name, value in (("batch_size", batch_size), ("map_size", map_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a whole number ≥ 1, got {value!r}")
+    batch_size, map_size = check_count("batch_size", batch_size), check_count("map_size", map_size)
     if not (target in TARGETS or (isinstance(target, int) and not isinstance(target, bool) and target >= 0)):
         raise ValueError(f"target must be 'predicted', 'label' or a class index, got {target!r}")
     if save_maps not in (False, None) and save_maps not in MAP_DTYPES:
