@@ -78,7 +78,10 @@ def xgrad_cam(model: nn.Module, x: torch.Tensor, target: Target, layer, *, relu:
     channel k is removed, and for a score that is linear in :math:`A` (a GAP + linear head, or a
     homogeneous network) this is exactly the score's drop :math:`\sum_{ij} g^k_{ij} A^k_{ij}`.
     *Conservation*: :math:`\sum_{ij}` of the map before the ReLU equals :math:`\sum_{k,ij} g^k_{ij}A^k_{ij}`,
-    which is the score (minus the bias) in that linear case. A channel whose sum is 0 gets weight 0.
+    which is :math:`S(A) - S(0)` (the score minus the bias) in that linear case and its first-order Taylor
+    estimate elsewhere. The weights read :math:`A^k_{ij}/\sum_{ab}A^k_{ab}` as a weighting of the positions,
+    which needs :math:`A \ge 0`: at a linear bottleneck a channel whose sum is near 0 gets a huge weight.
+    A channel whose sum is 0 gets weight 0.
     """
     return _by_chunks(model, x, target, layer, lambda run, t: _xgrad(run, t, relu), batch_size, progress, "XGrad-CAM")
 
@@ -90,9 +93,12 @@ def layer_cam(model: nn.Module, x: torch.Tensor, target: Target, layer, *, relu:
     .. math::  L^c_{ij} = \mathrm{ReLU}\Big(\sum_k \mathrm{ReLU}\Big(\frac{\partial S_c}{\partial A^k_{ij}}\Big)
                A^k_{ij}\Big).
 
-    At early layers the gradient of a class changes sign from position to position; Grad-CAM's spatial mean
-    cancels it to almost nothing, while LayerCAM keeps every position whose gradient says "more of this
-    helps". At a layer after a ReLU (:math:`A \ge 0`) the outer ReLU changes nothing.
+    Where the gradient of a class changes sign from position to position, Grad-CAM's spatial mean can give a
+    channel a small or negative weight; LayerCAM keeps every position whose gradient says "more of this helps".
+    That reading needs :math:`A \ge 0` (a layer after a ReLU, where the outer ReLU changes nothing): where
+    :math:`A < 0`, as at a linear bottleneck, a positive gradient times the activation subtracts. Landing on
+    the object is not the same as being faithful: notebook 09 measures, by switching positions off, that
+    LayerCAM's mass can sit where removing the activation raises the score.
     """
     return _by_chunks(model, x, target, layer, lambda run, t: _layer(run, t, relu), batch_size, progress, "LayerCAM")
 

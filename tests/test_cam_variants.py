@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from conftest import TinyCNN
-from helpers import (ablation_cam, cam, eigen_cam, grad_cam, hires_cam, layer_cam, normalize, occlusion, score_cam,
+from helpers import (LayerPass, ablation_cam, cam, eigen_cam, grad_cam, hires_cam, layer_cam, normalize, occlusion, score_cam,
                      upsample, xgrad_cam)
 from helpers.hooks import explaining, record
 from model_state import ModelState
@@ -58,6 +58,18 @@ def test_xgrad_cam_meets_sensitivity_and_conservation_at_a_gap_head(tiny_cnn, ti
         with torch.no_grad():
             drop = score - _head_score(model, without, cls)
         assert_close(drop, weights[:, k] * features[:, k].sum((1, 2)))
+
+
+def test_xgrad_cam_sums_to_the_first_order_estimate_at_any_layer(tiny_cnn, tiny_batch):
+    # Σ L = Σ_k w_k Σ A^k = Σ g ⊙ A by construction of the weights, also where the score is not linear in A
+    # (features.0: a convolution's output, both signs, a ReLU and a convolution after it); notebook 09 compares
+    # it with S(A) − S(0) there
+    model, cls = tiny_cnn, 2
+    run = LayerPass(model, tiny_batch, "features.0")
+    first_order = (run.gradients(cls)[:, 0] * run.activations.detach()).sum((1, 2, 3))
+    assert (run.activations < 0).any()
+    assert_close(xgrad_cam(model, tiny_batch, cls, "features.0", relu=False).sum((1, 2)), first_order,
+                 rtol=1e-4, atol=1e-5)
 
 
 def test_layer_cam_keeps_the_positive_gradients_position_by_position(tiny_cnn, tiny_batch):
