@@ -26,10 +26,10 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from .hooks import check_batch, explaining, model_device, record, require_autograd
 from .layers import resolve_layer
+from .noise import progress_bar
 
 __all__ = ["Ascent", "filter_activations", "maximize_activation", "deep_dream", "FourierImage", "OBJECTIVES"]
 
@@ -169,7 +169,7 @@ def maximize_activation(model, layer, filters=None, *, value_range, x=None, size
     history = []
     show = iterations * count >= 200 if progress is None else progress
     with _layer_output(model, layer) as (forward, name):
-        for step in tqdm(range(iterations), desc="activation maximisation", disable=not show, leave=False):
+        for step in progress_bar(range(iterations), desc="activation maximisation", disable=not show, leave=False):
             activations = forward(_transform(to_input(leaf), draws[step], jitter, scale, rotate))
             if step == 0:  # checked against the layer and moved to its device once, not at every step
                 chosen = _filters_at(activations, chosen, name)
@@ -266,7 +266,7 @@ def deep_dream(model, x, layer, *, value_range, iterations: int = 10, step_size:
     history, detail = [], torch.zeros_like(photo[..., :sizes[0][0], :sizes[0][1]])
     show = steps * len(photo) >= 60 if progress is None else progress
     with _layer_output(model, layer) as (forward, name), \
-            tqdm(total=steps, desc="deep dream", disable=not show, leave=False) as bar:
+            progress_bar(total=steps, desc="deep dream", disable=not show, leave=False) as bar:
         for size in sizes:
             scaled = _resize(photo, size)
             image = _clip(scaled + _resize(detail, size), low, high)

@@ -14,10 +14,35 @@ from typing import Iterator
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import auto, notebook
 
-__all__ = ["noise_sigma", "noisy_chunks", "check_sampling", "default_batch_size", "seeded", "check_count",
+__all__ = ["progress_bar", "noise_sigma", "noisy_chunks", "check_sampling", "default_batch_size", "seeded", "check_count",
            "batch_coupled_modules", "rows_per_pass", "row_chunks", "batch_chunks"]
+
+
+def progress_bar(iterable=None, **options):
+    """``tqdm.auto``'s bar, which in a notebook leaves its finished state in the saved output.
+
+    A notebook bar is a widget, and a saved notebook (stripped of widget state, or read as text) shows only the text
+    written when the widget was first displayed: the 0 % it started from. So the bar is displayed under a display id
+    and, when it closes, replaced by its final line (``100%|██████████| 8/8 …``, or where it stopped)."""
+    bar = _NotebookBar if issubclass(auto.tqdm, notebook.tqdm) else auto.tqdm
+    return bar(iterable, **options)
+
+
+class _NotebookBar(notebook.tqdm):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, display=False, **kwargs)
+        if not self.disable:
+            from IPython.display import display
+            self._handle = display(self.container, display_id=True)
+
+    def close(self):
+        handle = None if self.disable else getattr(self, "_handle", None)
+        final = handle and self.format_meter(**self.format_dict)
+        super().close()
+        if handle:
+            handle.update({"text/plain": final}, raw=True)
 
 
 def default_batch_size(device) -> int:
@@ -64,7 +89,7 @@ def row_chunks(total: int, rows: int, device, progress: bool | None = None,
     ``progress=None`` shows a bar when there are more than 4 chunks."""
     starts = range(0, total, rows)
     show = len(starts) > 4 if progress is None else progress
-    for start in tqdm(starts, desc=description, disable=not show, leave=False):
+    for start in progress_bar(starts, desc=description, disable=not show, leave=False):
         yield torch.arange(start, min(start + rows, total), device=device)
 
 
@@ -113,7 +138,7 @@ def noisy_chunks(x: torch.Tensor, noise_level: float, samples: int, batch_size: 
     total = n * samples
     starts = range(0, total, batch_size)
     show = len(starts) > 4 if progress is None else progress
-    for start in tqdm(starts, desc=description, disable=not show, leave=False):
+    for start in progress_bar(starts, desc=description, disable=not show, leave=False):
         index = torch.arange(start, min(start + batch_size, total), device=x.device) // samples
         draws = torch.randn(len(index), padded, generator=generator, device=device, dtype=x.dtype)
         noise = _to_device(draws[:, :per_image], x.device).view(-1, *x.shape[1:])
