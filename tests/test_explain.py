@@ -87,6 +87,9 @@ def test_pointing_and_energy_read_the_mask():
     assert pointing(None, None, maps, None, masks).tolist() == [1.0, 0.0]
     assert energy(None, None, maps, None, masks).tolist() == [1.0, 0.0]
     assert energy(None, None, maps[:, :2, :2] * 0 - 1, None, masks[:, ::2, ::2]).isnan().all()
+    several = torch.stack([masks, ~masks], 1)              # (B, K, H, W): several masks per image, the first read
+    assert pointing(None, None, maps, None, several).tolist() == [1.0, 0.0]
+    assert energy(None, None, maps, None, several).tolist() == [1.0, 0.0]
 
 
 def test_a_flat_map_points_at_a_random_pixel_not_the_top_left_corner():

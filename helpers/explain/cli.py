@@ -45,17 +45,14 @@ def image_folder(spec: str, preprocess):
 
 def generated_set(spec: str, preprocess):
     """Notebook 10's test images (``helpers.ground_truth.evaluation_scenes``), ``generated`` (its 500) or
-    ``generated:N``; items ``(image, class, object mask)``, so ``pointing`` and ``energy`` score the maps
-    against the object that decides the class."""
-    from torch.utils.data import TensorDataset
-
-    from ..ground_truth import evaluation_scenes
+    ``generated:N``; items ``(image, class, part masks)`` (:func:`helpers.ground_truth.ground_truth_data`), the
+    deciding object's mask first, so ``pointing`` and ``energy`` score the maps against the object that decides
+    the class."""
+    from ..ground_truth import evaluation_scenes, ground_truth_data
 
     if spec and not spec.isdigit():
         raise ValueError(f"generated:{spec}: give a number of images, e.g. generated:500")
-    world, scenes = evaluation_scenes(*([int(spec)] if spec else []))
-    images, parts = world.render(scenes)
-    return TensorDataset(images, scenes.labels, parts.object)
+    return ground_truth_data(*evaluation_scenes(*([int(spec)] if spec else [])))
 
 
 def shape_model(kind: str):

@@ -7,7 +7,8 @@ A **method** is any ``f(model, x, target) → maps``: ``x`` a batch ``(B, C, H, 
 recipes, :func:`helpers.method_maps`) and ``"random"``, the chance reference.
 
 A **metric** is any ``f(model, x, maps, target, masks) → scores``: ``maps`` as the method returned them,
-``masks`` the batch's masks ``(B, H, W)`` or ``None``; scores ``(B,)``, or a dict of them (one column each,
+``masks`` the batch's masks ``(B, H, W)`` (or ``(B, K, H, W)`` when the data set gives several per image: the
+built-in metrics read the first) or ``None``; scores ``(B,)``, or a dict of them (one column each,
 ``"<metric>.<key>"``). By name: :data:`METRIC_NAMES`.
 
 A method or metric with a keyword parameter ``indices`` is also given the batch's image indices in the data set
@@ -112,10 +113,15 @@ def _image_maps(maps: torch.Tensor, masks, metric: str) -> torch.Tensor:
     return maps if maps.shape[-2:] == masks.shape[-2:] else upsample(maps, masks.shape[-2:])
 
 
+def _first_mask(masks):
+    return masks[:, 0] if masks is not None and masks.ndim == 4 else masks
+
+
 def pointing(model, x, maps, target, masks, *, indices=None, seed: int = 0) -> torch.Tensor:
     """1.0 where the (upsampled) map's maximum lies in the image's mask. Among tied maxima one is drawn at random
     (seeded per image, :func:`image_noise`), not the first in reading order: a flat map then hits as often as the
     mask's area predicts instead of always pointing at the top-left corner."""
+    masks = _first_mask(masks)
     flat = _image_maps(maps, masks, "pointing").flatten(1)
     indices = torch.arange(len(flat)) if indices is None else indices
     keys = image_noise(indices, tuple(masks.shape[-2:]), seed, POINTING_STREAM, flat.device).flatten(1)
@@ -125,6 +131,7 @@ def pointing(model, x, maps, target, masks, *, indices=None, seed: int = 0) -> t
 
 def energy(model, x, maps, target, masks) -> torch.Tensor:
     """The share of the (upsampled) map's positive part inside the mask."""
+    masks = _first_mask(masks)
     return energy_share(_image_maps(maps, masks, "energy"), masks.bool().to(maps.device))
 
 
