@@ -323,16 +323,22 @@ def evaluation_scenes(n: int = TEST_SET["n"], seed: int = TEST_SET["seed"], devi
 CONTRAST = {"disc": 0, "true class": "label"}   # the classes of the shipped class-contrast columns
 
 
-def class_contrast(model, world: World, scenes: Scene, classes: dict = CONTRAST, out=None, **options) -> pd.DataFrame:
+def class_contrast(model, world: World, scenes: Scene, classes: dict = CONTRAST, out=None, images=None,
+                   **options) -> pd.DataFrame:
     """Per method and image, the share of the map's positive mass on the object and on the mark when the map
     explains each of ``classes`` (``{label: target}``, targets as :func:`score_explanations` takes them), rather
     than the predicted class: columns ``"object mass for <label>"``, ``"mark mass for <label>"``. A map that
     follows the model's decision changes with the class it is asked about; one that ignores the class (Eigen-CAM)
-    does not. ``options`` go to :func:`score_explanations` (``curves=False``: no curves needed)."""
+    does not. ``images``: only these scenes (a boolean mask or indices; ``image`` keeps the scenes' numbering).
+    ``options`` go to :func:`score_explanations` (``curves=False``: no curves needed)."""
+    numbers = torch.arange(scenes.n, device=scenes.labels.device)
+    numbers = numbers if images is None else numbers[torch.as_tensor(images, device=numbers.device)]
     columns = []
     for label, target in classes.items():
         folder = None if out is None else f"{out}-for-{label.replace(' ', '-')}"
-        table = score_explanations(model, world, scenes, target=target, curves=False, out=folder, **options).per_image
+        table = score_explanations(model, world, scenes.select(numbers), target=target, curves=False, out=folder,
+                                   **options).per_image
+        table["image"] = numbers.cpu().numpy()[table["image"].to_numpy()]
         columns.append(table.set_index(["method", "image"])[["part mass object", "part mass mark"]]
                        .rename(columns=lambda c, label=label: f"{c.split()[-1]} mass for {label}"))
     return pd.concat(columns, axis=1).reset_index()
@@ -365,7 +371,8 @@ def main(argv=None) -> None:
         world, scenes = evaluation_scenes()
         model = load_shape_model(kind)
         per_image = score_explanations(model, world, scenes, out=f"{args.out}/{kind}").per_image
-        contrast = class_contrast(model, world, scenes, out=f"{args.out}/{kind}")
+        disagree = scenes.mark & (scenes.labels != world.classes.index("disc"))   # where mark and object disagree
+        contrast = class_contrast(model, world, scenes, out=f"{args.out}/{kind}", images=disagree, references=False)
         per_image = per_image.merge(contrast, on=["method", "image"], how="left", validate="one_to_one")
         per_image.to_parquet(SCORES[kind], index=False)
         print(kind, per_image.groupby("method").mean(numeric_only=True).round(3).to_string())

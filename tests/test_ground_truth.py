@@ -167,3 +167,8 @@ def test_class_contrast_asks_every_method_about_each_class_and_a_classless_map_d
         maps = method_maps(model, x, torch.full((8,), target), "block5.act", methods=["Grad-CAM"])["Grad-CAM"]
         np.testing.assert_allclose(grad[f"mark mass for {label}"], part_mass(maps, parts)[:, PARTS.index("mark")],
                                    atol=1e-6)
+    some = class_contrast(model, world, scenes, {"disc": 0}, images=torch.tensor([1, 3]), methods=("Grad-CAM",),
+                          references=False, progress=False)
+    assert some["image"].tolist() == [1, 3]
+    np.testing.assert_allclose(some["mark mass for disc"], grad.loc[grad["image"].isin([1, 3]), "mark mass for disc"],
+                               atol=1e-6)
