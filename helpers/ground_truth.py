@@ -22,14 +22,19 @@ named the winner of a figure only when its interval lies clear of every other me
 from __future__ import annotations
 
 import argparse
+import functools
+import tempfile
+from contextlib import nullcontext
 from typing import Callable, NamedTuple
 
+import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
+from torch.utils.data import TensorDataset
 
-from .evaluate import deletion, insertion
 from .evaluate_compare import METHODS, method_maps
+from .explain import explain_dataset
+from .explain.scoring import curve_auc, pointing, random_method
 from .hooks import explaining, model_device
 from .images import DATA_DIR
 from .maps import upsample
@@ -38,7 +43,8 @@ from .synthetic_model import WORLDS, load_shape_model, make_world
 
 __all__ = ["Reliance", "part_reliance", "check_part_maps", "part_mass", "object_share", "rank_agreement",
            "pointing_hits", "centre_hits", "bootstrap_means", "winner", "FIGURES", "REFERENCES",
-           "GroundTruthScores", "SCORING", "score_explanations", "TEST_SET", "evaluation_scenes", "cached_scores"]
+           "GroundTruthScores", "SCORING", "ground_truth_data", "part_masses", "score_explanations",
+           "pointing_baselines", "CONTRAST", "class_contrast", "TEST_SET", "evaluation_scenes", "cached_scores"]
 
 FIGURES = {"object share": True, "part agreement": True, "pointing": True,   # figure → higher is better
            "deletion AUC": False, "insertion AUC": True}
@@ -209,58 +215,85 @@ class GroundTruthScores(NamedTuple):
 SCORING = {"steps": 8, "samples": 4, "ig_steps": 8, "seed": 0, "occlusion_window": 16, "occlusion_stride": 16}
 
 
+def ground_truth_data(world: World, scenes: Scene) -> TensorDataset:
+    """The scenes as a data set :func:`helpers.explain_dataset` reads: ``(image, class, part masks (4, H, W))``,
+    the masks in :data:`PARTS`' order, so the deciding object's comes first (the one ``pointing`` and ``energy``
+    read)."""
+    images, parts = world.render(scenes)
+    return TensorDataset(images, scenes.labels.to(images.device), parts.stack())
+
+
+def part_masses(model, x, maps, target, masks) -> dict[str, torch.Tensor]:
+    """An ``explain_dataset`` metric: the share of each map's positive mass on each part (:func:`part_mass`),
+    from the ``(B, 4, H, W)`` masks of :func:`ground_truth_data`; one column per part."""
+    mass = part_mass(maps, PartMasks(*masks.bool().unbind(1)))
+    return {part: mass[:, i] for i, part in enumerate(PARTS)}
+
+
+def _course_method(model, x, target, *, name: str, layer: str, **options) -> torch.Tensor:
+    return method_maps(model, x, target, layer, methods=(name,), **options)[name]
+
+
 def score_explanations(model, world: World, scenes: Scene, *, methods=METHODS,
                        extra: dict[str, Callable] | None = None, layer="block5.act", references: bool = True,
-                       steps: int = SCORING["steps"], samples: int = SCORING["samples"],
-                       ig_steps: int = SCORING["ig_steps"], seed: int = SCORING["seed"],
-                       occlusion_window: int = SCORING["occlusion_window"],
-                       occlusion_stride: int = SCORING["occlusion_stride"], chunk: int = 100,
-                       batch_size: int = 256, progress: bool = True) -> GroundTruthScores:
-    """Every figure of merit (module docstring) of every method on every scene, ``chunk`` images at a time.
+                       target="predicted", curves: bool = True, steps: int = SCORING["steps"],
+                       samples: int = SCORING["samples"], ig_steps: int = SCORING["ig_steps"],
+                       seed: int = SCORING["seed"], occlusion_window: int = SCORING["occlusion_window"],
+                       occlusion_stride: int = SCORING["occlusion_stride"], chunk: int = 100, batch_size: int = 256,
+                       out=None, progress: bool = True) -> GroundTruthScores:
+    """Every figure of merit (module docstring) of every method on every scene, through
+    :func:`helpers.explain_dataset` over :func:`ground_truth_data` (``chunk`` images a batch): the route to
+    scoring any data set with masks.
 
     ``methods``: names from :data:`helpers.evaluate_compare.METHODS`, computed by ``method_maps`` at ``layer``
     (``samples`` noisy copies, ``ig_steps`` path points, Occlusion's window and stride in pixels);
     ``extra``: your own methods, ``{name: explain(model, x, target) → maps (N, h, w)}``, scored the same way;
-    ``references``: add random orderings at pixel level and on the layer's grid. The explained class is the
-    model's prediction; deletion goes to black, insertion starts from a blur (RISE's choices), ``steps``
-    stages. The random references and the pointing game's tie-breaks are drawn for all images at once from
-    ``seed``, so the first images' rows do not depend on how many images are scored.
+    ``references``: add random orderings at pixel level and on the layer's grid. ``target``: the class
+    explained, the model's prediction by default (``"label"``: the true class; an int: that class for every
+    image). Deletion goes to black, insertion starts from a blur (RISE's choices), ``steps`` stages;
+    ``curves=False`` leaves them out (NaN). The random references and the pointing game's tie-breaks are drawn
+    per image from ``seed`` and the image's index. ``out``: the run's folder (a rerun resumes there), by default
+    a temporary one.
     """
-    extra = dict(extra or {})
     device = model_device(model)
     scenes = _to(scenes, device)
     reliance = part_reliance(model, world, scenes, batch_size=batch_size)
-    n, size = scenes.n, world.size
-    tie_keys = torch.rand(n, size, size, generator=torch.Generator().manual_seed(seed))
+    options = dict(samples=samples, steps=ig_steps, seed=seed, occlusion_window=occlusion_window,
+                   occlusion_stride=occlusion_stride, batch_size=batch_size)
+    named = {name: functools.partial(_course_method, name=name, layer=layer, **options) for name in methods}
+    named.update(extra or {})
     if references:
         grid = _layer_size(model, world.render(scenes.select(slice(0, 1)))[0], layer)
-        random = {"random (pixels)": torch.rand(n, size, size, generator=torch.Generator().manual_seed(seed + 1)),
-                  "random (layer grid)": torch.rand(n, grid, grid, generator=torch.Generator().manual_seed(seed + 2))}
-    rows, reference_rows = [], []
-    for start in tqdm(range(0, n, chunk), desc="scoring methods on ground truth", disable=not progress):
-        here = slice(start, start + chunk)
-        x, masks = world.render(scenes.select(here))
-        target = reliance.target[here]
-        maps = method_maps(model, x, target, layer, methods=methods, samples=samples, steps=ig_steps, seed=seed,
-                           occlusion_window=occlusion_window, occlusion_stride=occlusion_stride,
-                           batch_size=batch_size) if methods else {}
-        maps.update({name: explain(model, x, target).detach() for name, explain in extra.items()})
-        if references:
-            maps.update({name: noise[here].to(device) for name, noise in random.items()})
-        options = dict(steps=steps, seed=seed, progress=False, batch_size=batch_size)
-        for name, m in maps.items():
-            mass = part_mass(m, masks)
-            rows.append(pd.DataFrame({
-                "method": name, "image": range(start, start + len(x)),
-                "object share": mass[:, 0].cpu().numpy(),
-                "part agreement": rank_agreement(mass, reliance.drop[here], reliance.present[here]).cpu().numpy(),
-                "pointing": _pointing(m, masks.object, tie_keys[here]).float().cpu().numpy(),
-                "deletion AUC": deletion(model, x, m, target, baseline="zeros", **options).auc.cpu().numpy(),
-                "insertion AUC": insertion(model, x, m, target, baseline="blur", **options).auc.cpu().numpy(),
-                **{f"part mass {p}": mass[:, i].cpu().numpy() for i, p in enumerate(PARTS)}}))
-        reference_rows.append(pd.DataFrame({"centre": centre_hits(masks.object).float().cpu().numpy(),
-                                            "uniform": masks.object.flatten(1).float().mean(1).cpu().numpy()}))
-    return GroundTruthScores(pd.concat(rows, ignore_index=True), reliance, pd.concat(reference_rows, ignore_index=True))
+        named["random (pixels)"] = functools.partial(random_method, seed=seed)
+        named["random (layer grid)"] = functools.partial(random_method, seed=seed + 1, size=(grid, grid))
+    metrics = {"part mass": part_masses, "pointing": functools.partial(pointing, seed=seed)}
+    if curves:
+        options = dict(steps=steps, seed=seed, batch_size=batch_size)
+        metrics.update({"deletion AUC": functools.partial(curve_auc, kind="deletion", baseline="zeros", **options),
+                        "insertion AUC": functools.partial(curve_auc, kind="insertion", baseline="blur", **options)})
+    with tempfile.TemporaryDirectory() if out is None else nullcontext(out) as folder:
+        table = explain_dataset(model, ground_truth_data(world, scenes), named, metrics, folder, target=target,
+                                batch_size=chunk, seed=seed, progress=progress)
+    return GroundTruthScores(_per_image(table, reliance), reliance, pointing_baselines(world, scenes))
+
+
+def pointing_baselines(world: World, scenes: Scene) -> pd.DataFrame:
+    """Per image, the pointing game of the centre pixel and the uniform map's expected hit rate (the object's area)."""
+    mask = world.render(scenes)[1].object
+    return pd.DataFrame({"centre": centre_hits(mask).float().cpu().numpy(),
+                         "uniform": mask.flatten(1).float().mean(1).cpu().numpy()})
+
+
+def _per_image(table: pd.DataFrame, reliance: Reliance) -> pd.DataFrame:
+    """explain_dataset's table in the figures' names, with the part agreement against ``reliance``."""
+    mass = torch.tensor(table[[f"part mass.{part}" for part in PARTS]].to_numpy())
+    image = torch.tensor(table["index"].to_numpy())
+    agreement = rank_agreement(mass, reliance.drop.double().cpu()[image], reliance.present.cpu()[image])
+    return pd.DataFrame({
+        "method": table["method"], "image": table["index"], "target": table["target"],
+        "object share": mass[:, 0].numpy(), "part agreement": agreement.numpy(), "pointing": table["pointing"],
+        "deletion AUC": table.get("deletion AUC", np.nan), "insertion AUC": table.get("insertion AUC", np.nan),
+        **{f"part mass {part}": mass[:, i].numpy() for i, part in enumerate(PARTS)}})
 
 
 def _layer_size(model, x: torch.Tensor, layer: str) -> int:
@@ -287,6 +320,30 @@ def evaluation_scenes(n: int = TEST_SET["n"], seed: int = TEST_SET["seed"], devi
     return world, world.sample(n, seed=seed, split="test", device=device)
 
 
+CONTRAST = {"disc": 0, "true class": "label"}   # the classes of the shipped class-contrast columns
+
+
+def class_contrast(model, world: World, scenes: Scene, classes: dict = CONTRAST, out=None, images=None,
+                   **options) -> pd.DataFrame:
+    """Per method and image, the share of the map's positive mass on the object and on the mark when the map
+    explains each of ``classes`` (``{label: target}``, targets as :func:`score_explanations` takes them), rather
+    than the predicted class: columns ``"object mass for <label>"``, ``"mark mass for <label>"``. A map that
+    follows the model's decision changes with the class it is asked about; one that ignores the class (Eigen-CAM)
+    does not. ``images``: only these scenes (a boolean mask or indices; ``image`` keeps the scenes' numbering).
+    ``options`` go to :func:`score_explanations` (``curves=False``: no curves needed)."""
+    numbers = torch.arange(scenes.n, device=scenes.labels.device)
+    numbers = numbers if images is None else numbers[torch.as_tensor(images, device=numbers.device)]
+    columns = []
+    for label, target in classes.items():
+        folder = None if out is None else f"{out}-for-{label.replace(' ', '-')}"
+        table = score_explanations(model, world, scenes.select(numbers), target=target, curves=False, out=folder,
+                                   **options).per_image
+        table["image"] = numbers.cpu().numpy()[table["image"].to_numpy()]
+        columns.append(table.set_index(["method", "image"])[["part mass object", "part mass mark"]]
+                       .rename(columns=lambda c, label=label: f"{c.split()[-1]} mass for {label}"))
+    return pd.concat(columns, axis=1).reset_index()
+
+
 def cached_scores(model, kind: str, scenes: Scene | None = None, world: World | None = None,
                   reliance: Reliance | None = None) -> GroundTruthScores:
     """The shipped per-image scores of model ``kind`` on :func:`evaluation_scenes` (made by ``python -m
@@ -300,22 +357,25 @@ def cached_scores(model, kind: str, scenes: Scene | None = None, world: World | 
         raise ValueError(f"the shipped scores cover {per_image['image'].max() + 1} images, not {scenes.n}: "
                          "pass the scenes of evaluation_scenes()")
     reliance = part_reliance(model, world, scenes) if reliance is None else reliance
-    mask = world.render(scenes)[1].object
-    references = pd.DataFrame({"centre": centre_hits(mask).float().cpu().numpy(),
-                               "uniform": mask.flatten(1).float().mean(1).cpu().numpy()})
-    return GroundTruthScores(per_image, reliance, references)
+    return GroundTruthScores(per_image, reliance, pointing_baselines(world, scenes))
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description="Score every method on notebook 10's test images, both models.")
+    parser = argparse.ArgumentParser(description="Score every method on notebook 10's test images, both models, "
+                                                 "through explain_dataset (resumable in --out).")
     parser.add_argument("kinds", nargs="*", default=list(WORLDS))
+    parser.add_argument("--out", default="explanations/ground_truth", help="the runs' folders (default: %(default)s)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     for kind in args.kinds:
         world, scenes = evaluation_scenes()
-        scores = score_explanations(load_shape_model(kind), world, scenes)
-        scores.per_image.to_parquet(SCORES[kind], index=False)
-        print(kind, scores.per_image.groupby("method").mean(numeric_only=True).round(3).to_string())
+        model = load_shape_model(kind)
+        per_image = score_explanations(model, world, scenes, out=f"{args.out}/{kind}").per_image
+        disagree = scenes.mark & (scenes.labels != world.classes.index("disc"))   # where mark and object disagree
+        contrast = class_contrast(model, world, scenes, out=f"{args.out}/{kind}", images=disagree, references=False)
+        per_image = per_image.merge(contrast, on=["method", "image"], how="left", validate="one_to_one")
+        per_image.to_parquet(SCORES[kind], index=False)
+        print(kind, per_image.groupby("method").mean(numeric_only=True).round(3).to_string())
 
 
 if __name__ == "__main__":

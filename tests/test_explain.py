@@ -87,6 +87,9 @@ def test_pointing_and_energy_read_the_mask():
     assert pointing(None, None, maps, None, masks).tolist() == [1.0, 0.0]
     assert energy(None, None, maps, None, masks).tolist() == [1.0, 0.0]
     assert energy(None, None, maps[:, :2, :2] * 0 - 1, None, masks[:, ::2, ::2]).isnan().all()
+    several = torch.stack([masks, ~masks], 1)              # (B, K, H, W): several masks per image, the first read
+    assert pointing(None, None, maps, None, several).tolist() == [1.0, 0.0]
+    assert energy(None, None, maps, None, several).tolist() == [1.0, 0.0]
 
 
 def test_a_flat_map_points_at_a_random_pixel_not_the_top_left_corner():
@@ -95,6 +98,26 @@ def test_a_flat_map_points_at_a_random_pixel_not_the_top_left_corner():
     hits = pointing(None, None, torch.zeros(400, 8, 8), None, masks)
     assert 0.15 < hits.mean() < 0.35                          # about the mask's area, 1/4, not 1.0
     assert torch.equal(hits, pointing(None, None, torch.zeros(400, 8, 8), None, masks))   # seeded
+
+
+def flat_map(model, x, target):
+    return torch.zeros(len(x), *x.shape[-2:])
+
+
+def test_random_maps_and_tie_breaks_belong_to_the_image_not_to_its_place_in_a_batch(tmp_path):
+    """Image i's noise comes from (seed, i): a batch's noise is not the previous batch's again, and cutting the
+    data set into other batches (as a resumed run or another number of processes may) changes nothing."""
+    images, labels, masks = tiny_data(count=24)
+    tables, maps = {}, {}
+    for size in (4, 5):
+        tables[size] = run(tmp_path / str(size), TensorDataset(images, labels, masks), batch_size=size,
+                           methods={"random": "random", "flat": flat_map}, metrics=["pointing"], save_maps="float32")
+        maps[size] = np.array(load_maps(tmp_path / str(size), "random")[1])
+    assert not np.array_equal(maps[4][0], maps[4][4])            # same place in two batches, other noise
+    assert len({m.tobytes() for m in maps[4]}) == 24
+    np.testing.assert_array_equal(maps[4], maps[5])
+    pd.testing.assert_frame_equal(tables[4], tables[5])          # the flat map's tie-breaks too
+    assert 0 < tables[4].query("method == 'flat'")["pointing"].mean() < 1
 
 
 def test_maps_are_kept_small_in_float16_and_read_lazily(tmp_path):

@@ -56,6 +56,27 @@ def test_a_folder_of_photos_explained_with_a_state_dict(photo_folder, lite0, tmp
     assert "holds the results of another run" in refusal and "(--overwrite)" in refusal
 
 
+def test_a_state_dict_whose_head_is_not_1000_classes_needs_and_takes_num_classes(photo_folder, tmp_path, capsys):
+    from helpers.models import EfficientNetLite0
+
+    torch.manual_seed(0)
+    model = EfficientNetLite0(num_classes=3).eval()
+    weights = tmp_path / "three.pth"
+    torch.save(model.state_dict(), weights)
+    arguments = [str(photo_folder), "--model", str(weights), "--methods", "CAM", "--metrics", "--max-images", "2",
+                 "--no-progress", "--out", str(tmp_path / "run")]
+    assert cli.main(arguments) == 1
+    assert "add --num-classes 3" in capsys.readouterr().err
+    assert cli.main([*arguments, "--num-classes", "3"]) == 0
+    table = pd.read_parquet(tmp_path / "run" / "metrics.parquet")
+    _, preprocess = cli.load_model("efficientnet_lite0", weights=None)
+    with torch.no_grad():
+        probabilities = model(preprocess([photo_folder / "cats" / "cat.png", photo_folder / "drinks" / "coffee.png"],
+                                         device="cpu")).softmax(1)
+    assert table["predicted"].tolist() == probabilities.argmax(1).tolist()
+    assert table["probability"].to_numpy() == pytest.approx(probabilities.max(1).values.double().numpy(), rel=1e-5)
+
+
 def test_mistakes_are_reported_without_a_traceback(tmp_path, capsys):
     assert cli.main([str(tmp_path / "nowhere")]) == 1
     assert "no folder at" in capsys.readouterr().err

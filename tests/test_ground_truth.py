@@ -1,13 +1,15 @@
 """Ground truth by intervention and the figures of merit of notebook 10, each checked against a case whose
 answer is known or against a reference implementation (scipy)."""
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from scipy import stats
 from torch import nn
 
-from helpers.ground_truth import (bootstrap_means, centre_hits, check_part_maps, part_mass, part_reliance,
-                                  pointing_hits, rank_agreement, score_explanations, winner)
+from helpers.evaluate_compare import method_maps
+from helpers.ground_truth import (bootstrap_means, centre_hits, check_part_maps, class_contrast, part_mass,
+                                  part_reliance, pointing_hits, rank_agreement, score_explanations, winner)
 from helpers.synthetic import MARK_COLOUR, PARTS, World
 
 
@@ -124,3 +126,49 @@ def test_a_researchers_own_method_is_scored_in_one_call(world):
     assert set(rows.index) == {"CAM", "oracle", "random (pixels)", "random (layer grid)"}
     summary = scores.summary("pointing")
     assert {"centre", "uniform", "oracle"} <= set(summary.index)
+
+
+def test_scoring_runs_through_explain_dataset_and_does_not_depend_on_how_the_images_are_batched(world, tmp_path):
+    from helpers.synthetic_model import ShapeNet
+
+    torch.manual_seed(0)
+    model = ShapeNet().eval()
+    scenes = world.sample(10, seed=1, split="test")
+    runs = [score_explanations(model, world, scenes, methods=("Grad-CAM", "saliency"), chunk=chunk, progress=False,
+                               out=tmp_path / str(chunk)).per_image for chunk in (4, 10)]
+    curves = ["deletion AUC", "insertion AUC"]  # their ties are broken per call (helpers.evaluate), so per batch
+    pd.testing.assert_frame_equal(runs[0].drop(columns=curves), runs[1].drop(columns=curves))
+    np.testing.assert_allclose(runs[0][curves], runs[1][curves], atol=1e-3)
+    assert (tmp_path / "4" / "metrics.parquet").is_file() and len(list((tmp_path / "4" / "parts").glob("*.parquet"))) == 3
+    x, parts = world.render(scenes)
+    predicted = model(x).argmax(1)
+    grad_cam = runs[0].query("method == 'Grad-CAM'")
+    expected = part_mass(method_maps(model, x, predicted, "block5.act", methods=["Grad-CAM"])["Grad-CAM"], parts)
+    np.testing.assert_allclose(grad_cam[[f"part mass {p}" for p in PARTS]].to_numpy(), expected.numpy(), atol=1e-6)
+    assert grad_cam["target"].tolist() == predicted.tolist()
+    noise = runs[0].query("method == 'random (pixels)'")["part mass object"].to_numpy()
+    assert len(set(noise.round(6))) == 10                      # each image its own noise
+
+
+def test_class_contrast_asks_every_method_about_each_class_and_a_classless_map_does_not_change(world):
+    from helpers.synthetic_model import ShapeNet
+
+    torch.manual_seed(0)
+    model = ShapeNet().eval()
+    scenes = world.sample(8, seed=2, split="test")
+    contrast = class_contrast(model, world, scenes, {"disc": 0, "square": 1}, methods=("Grad-CAM", "Eigen-CAM"),
+                              references=False, chunk=4, progress=False).set_index("method")
+    eigen, grad = contrast.loc["Eigen-CAM"], contrast.loc["Grad-CAM"]
+    assert (eigen["mark mass for disc"] == eigen["mark mass for square"]).all()
+    assert (eigen["object mass for disc"] == eigen["object mass for square"]).all()
+    assert (grad["object mass for disc"] != grad["object mass for square"]).any()
+    x, parts = world.render(scenes)
+    for label, target in (("disc", 0), ("square", 1)):
+        maps = method_maps(model, x, torch.full((8,), target), "block5.act", methods=["Grad-CAM"])["Grad-CAM"]
+        np.testing.assert_allclose(grad[f"mark mass for {label}"], part_mass(maps, parts)[:, PARTS.index("mark")],
+                                   atol=1e-6)
+    some = class_contrast(model, world, scenes, {"disc": 0}, images=torch.tensor([1, 3]), methods=("Grad-CAM",),
+                          references=False, progress=False)
+    assert some["image"].tolist() == [1, 3]
+    np.testing.assert_allclose(some["mark mass for disc"], grad.loc[grad["image"].isin([1, 3]), "mark mass for disc"],
+                               atol=1e-6)

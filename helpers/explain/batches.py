@@ -24,7 +24,8 @@ IMAGE_KEYS, LABEL_KEYS, MASK_KEYS = ("image", "images", "x", "input"), ("target"
 
 
 class Batch(NamedTuple):
-    """One batch: ``images`` ``(B, C, H, W)``, ``labels`` ``(B,)`` or None, ``masks`` ``(B, H, W)`` or None."""
+    """One batch: ``images`` ``(B, C, H, W)``, ``labels`` ``(B,)`` or None, ``masks`` ``(B, H, W)``, ``(B, K, H, W)``
+    (several masks per image, e.g. an object's parts) or None."""
 
     images: torch.Tensor
     labels: torch.Tensor | None
@@ -112,9 +113,9 @@ def split_batch(batch, number: int, indices: list[int]) -> Batch:
     if masks is not None:
         masks = torch.as_tensor(masks)
         masks = masks[:, 0] if masks.ndim == 4 and masks.shape[1] == 1 else masks
-        if masks.shape != (len(indices), *images.shape[-2:]):
-            raise ValueError(f"{where}: masks must be (B, H, W) at the images' size {tuple(images.shape[-2:])}, "
-                             f"got {tuple(masks.shape)}")
+        if masks.shape[:1] + masks.shape[-2:] != (len(indices), *images.shape[-2:]) or masks.ndim not in (3, 4):
+            raise ValueError(f"{where}: masks must be (B, H, W), or (B, K, H, W) for K masks per image, at the "
+                             f"images' size {tuple(images.shape[-2:])}, got {tuple(masks.shape)}")
     return Batch(images, labels, masks)
 
 

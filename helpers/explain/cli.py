@@ -20,6 +20,7 @@ examples:
   python -m helpers.explain photos/ --methods Grad-CAM saliency random --out runs/photos
   python -m helpers.explain photos/ --model resnet50 --layer layer4 --batch-size 16 --device cuda
   python -m helpers.explain photos/ --model finetuned.pth --architecture resnet50 --max-images 200
+  python -m helpers.explain birds/ --model birds.pth --architecture resnet18 --num-classes 200 --target label
   python -m helpers.explain generated:500 --model shapenet-shortcut --layer block5.act \
                             --methods Grad-CAM saliency random --metrics pointing energy deletion insertion
   torchrun --nproc_per_node=4 -m helpers.explain photos/ --device cuda --out runs/photos
@@ -44,17 +45,14 @@ def image_folder(spec: str, preprocess):
 
 def generated_set(spec: str, preprocess):
     """Notebook 10's test images (``helpers.ground_truth.evaluation_scenes``), ``generated`` (its 500) or
-    ``generated:N``; items ``(image, class, object mask)``, so ``pointing`` and ``energy`` score the maps
-    against the object that decides the class."""
-    from torch.utils.data import TensorDataset
-
-    from ..ground_truth import evaluation_scenes
+    ``generated:N``; items ``(image, class, part masks)`` (:func:`helpers.ground_truth.ground_truth_data`), the
+    deciding object's mask first, so ``pointing`` and ``energy`` score the maps against the object that decides
+    the class."""
+    from ..ground_truth import evaluation_scenes, ground_truth_data
 
     if spec and not spec.isdigit():
         raise ValueError(f"generated:{spec}: give a number of images, e.g. generated:500")
-    world, scenes = evaluation_scenes(*([int(spec)] if spec else []))
-    images, parts = world.render(scenes)
-    return TensorDataset(images, scenes.labels, parts.object)
+    return ground_truth_data(*evaluation_scenes(*([int(spec)] if spec else [])))
 
 
 def shape_model(kind: str):
@@ -83,8 +81,34 @@ def open_data(text: str, preprocess):
         raise ValueError(f"the data source {kind!r} needs {error.name}, which this copy of helpers lacks") from error
 
 
-def open_model(text: str, architecture: str, device):
-    """``(model, preprocess)`` from a model name or the path of a state dict for ``architecture``."""
+def state_dict_model(path: Path, architecture: str, num_classes: int | None, device):
+    """``architecture`` with its last linear layer resized to ``num_classes`` outputs (if given), then the state
+    dict at ``path`` (loaded with ``weights_only=True``)."""
+    import torch
+
+    model, preprocess = load_model(architecture, weights=None, device="cpu")
+    if num_classes is not None:
+        if num_classes < 1:
+            raise ValueError(f"--num-classes must be at least 1, got {num_classes}")
+        name, head = [(n, m) for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)][-1]
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent), child, torch.nn.Linear(head.in_features, num_classes))
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        sizes = [tuple(v.shape) for v in state.values() if getattr(v, "ndim", 0) == 2] if isinstance(state, dict) else []
+        hint = (f" Its last linear layer has {sizes[-1][0]} outputs: if that is its number of classes, add "
+                f"--num-classes {sizes[-1][0]}." if sizes else "")
+        raise ValueError(f"{path} is not a state dict of {architecture}"
+                         f"{f' with {num_classes} classes' if num_classes else ''} ({str(error).splitlines()[0]})."
+                         f"{hint} Name its model with --architecture.") from error
+    return model.to(device).eval(), preprocess
+
+
+def open_model(text: str, architecture: str, device, num_classes: int | None = None):
+    """``(model, preprocess)`` from a model name or the path of a state dict for ``architecture`` (its head
+    resized to ``num_classes``)."""
     if text in MODEL_SOURCES:
         try:
             return MODEL_SOURCES[text](device)
@@ -93,7 +117,7 @@ def open_model(text: str, architecture: str, device):
     if text in available_models():
         return load_model(text, device=device)
     if Path(text).is_file():
-        return load_model(architecture, weights=text, device=device)
+        return state_dict_model(Path(text), architecture, num_classes, device)
     raise ValueError(f"--model {text!r} is neither a model name ({', '.join([*MODEL_SOURCES, *available_models()])}) nor a file "
                      "(a state dict for --architecture)")
 
@@ -115,6 +139,9 @@ def parser() -> argparse.ArgumentParser:
                             "torch.save(model.state_dict(), path)")
     model.add_argument("--architecture", default="efficientnet_lite0", metavar="NAME",
                        help="the model a state dict given to --model belongs to (default: %(default)s)")
+    model.add_argument("--num-classes", type=int, default=None, metavar="N",
+                       help="the number of classes of a state dict given to --model, when its head is not "
+                            "ImageNet's 1000 (a fine-tuned model): the architecture's last linear layer gets N outputs")
     model.add_argument("--layer", default=None, help="the layer CAM methods explain (default: head.act on the "
                                                      "course model, else the last spatial feature map)")
     what = p.add_argument_group("what to compute")
@@ -159,7 +186,7 @@ def main(argv=None) -> int:
     try:
         target = target_option(args.target)
         device = local_device(args.device) if args.device else default_device()
-        model, preprocess = open_model(args.model, args.architecture, device)
+        model, preprocess = open_model(args.model, args.architecture, device, args.num_classes)
         data = open_data(args.data, preprocess)
         from torch.utils.data import DataLoader
 

@@ -16,7 +16,7 @@ from ..layers import resolve_layer
 from ..noise import check_count, default_batch_size
 from .batches import Batch, as_dataset, batch_loader, explain_collate_error, plan_batches, split_batch
 from .distributed import World, process_group
-from .scoring import resolve_methods, resolve_metrics
+from .scoring import resolve_methods, resolve_metrics, takes_indices
 from .store import RunFolder
 
 __all__ = ["explain_dataset", "BatchFailed", "TARGETS"]
@@ -41,7 +41,8 @@ def explain_dataset(model, data, methods, metrics=("deletion", "insertion"), out
     else 8 on a CPU and 32 on a GPU). Items are an image tensor, ``(image, label)``, ``(image, label, mask)``
     or a dict with ``image``/``label``/``mask``. ``methods``: names (:data:`METHOD_NAMES`) or callables
     ``f(model, x, target) → maps``, as a list or a ``{name: method}`` dict; ``metrics`` likewise
-    (:data:`METRIC_NAMES`, or ``f(model, x, maps, target, masks) → (B,)``). ``target``: ``"predicted"`` (the
+    (:data:`METRIC_NAMES`, or ``f(model, x, maps, target, masks) → (B,)``); one with a keyword ``indices`` also
+    gets the batch's indices in the data set, so its randomness can belong to each image. ``target``: ``"predicted"`` (the
     model's top class), ``"label"`` (the data set's), or one class for all. ``layer``: for the course's layer
     methods (default ``head.act`` on the course model, else the last feature map); ``value_range``: for
     Integrated Gradients' black baseline (``preprocess.value_range``).
@@ -120,6 +121,7 @@ class _Run:
         self.model, self.device, self.methods, self.metrics = model, device, methods, metrics
         self.target, self.map_dtype, self.map_size = target, map_dtype, map_size
         self.batch_size, self.folder, self.image_size = batch_size, folder, None
+        self.indexed = {id(f) for f in (*methods.values(), *metrics.values()) if takes_indices(f)}
 
     def all(self, loader, batches: list[list[int]], world: World, progress: bool):
         description = "explaining" + (f" (rank {world.rank} of {world.size})" if world.size > 1 else "")
@@ -157,12 +159,13 @@ class _Run:
         common.update(target=classes.cpu().numpy(), predicted=predicted.cpu().numpy().astype(np.int64),
                       probability=logits.double().softmax(-1).gather(1, classes[:, None])[:, 0].cpu().numpy())
         tables, kept = [], {}
+        index_tensor = torch.as_tensor(indices, dtype=torch.long, device=self.device)
         for name, method in self.methods.items():
-            maps = self._call(f"method {name!r}", where, method, self.model, x, classes)
+            maps = self._call(f"method {name!r}", where, method, index_tensor, self.model, x, classes)
             maps = _check_maps(maps, len(x), name, where)
             columns = {"index": common["index"], "method": np.full(len(x), name, dtype=object), **common}
             for metric_name, metric in self.metrics.items():
-                scores = self._call(f"metric {metric_name!r} on the maps of {name!r}", where, metric,
+                scores = self._call(f"metric {metric_name!r} on the maps of {name!r}", where, metric, index_tensor,
                                     self.model, x, maps, classes, masks)
                 columns.update(_columns(metric_name, scores, len(x), where))
             tables.append(pd.DataFrame(columns))
@@ -186,9 +189,10 @@ class _Run:
                              "folder numbers, not the model's classes: use target='predicted'")
         return classes
 
-    def _call(self, what: str, where: str, function, *arguments):
+    def _call(self, what: str, where: str, function, indices: torch.Tensor, *arguments):
+        """``function(*arguments)``, with ``indices=`` (the images' indices in the data set) if it takes them."""
         try:
-            return function(*arguments)
+            return function(*arguments, **({"indices": indices} if id(function) in self.indexed else {}))
         except Exception as error:
             raise BatchFailed(f"{what} failed on {where}: {type(error).__name__}: {error}\nThe batches finished "
                               f"before it are kept in {self.folder.path}; fix the cause and run the same call "

@@ -7,38 +7,73 @@ A **method** is any ``f(model, x, target) → maps``: ``x`` a batch ``(B, C, H, 
 recipes, :func:`helpers.method_maps`) and ``"random"``, the chance reference.
 
 A **metric** is any ``f(model, x, maps, target, masks) → scores``: ``maps`` as the method returned them,
-``masks`` the batch's masks ``(B, H, W)`` or ``None``; scores ``(B,)``, or a dict of them (one column each,
+``masks`` the batch's masks ``(B, H, W)`` (or ``(B, K, H, W)`` when the data set gives several per image: the
+built-in metrics read the first) or ``None``; scores ``(B,)``, or a dict of them (one column each,
 ``"<metric>.<key>"``). By name: :data:`METRIC_NAMES`.
+
+A method or metric with a keyword parameter ``indices`` is also given the batch's image indices in the data set
+(a long tensor ``(B,)``): what makes its randomness a property of each image (:func:`image_noise`), the same
+whatever batch, resumed run or process the image falls in.
 
 - ``deletion``, ``insertion``: the area under the curve (:func:`helpers.deletion`, 16 steps);
 - ``pointing``: 1.0 when the map's maximum lies in the mask, else 0.0 (Zhang et al., 2016, with a mask for a box;
-  ties broken at random, seeded);
+  ties broken at random, seeded per image);
 - ``energy``: the share of the map's positive part inside the mask, :math:`\sum_M L^+ / \sum L^+`
   (Wang et al., 2020; NaN for a map with no positive part).
 """
 from __future__ import annotations
 
 import functools
+import inspect
 import weakref
 from typing import Callable
 
+import numpy as np
 import torch
 
-from ..evaluate import deletion, insertion, random_maps
+from ..evaluate import deletion, insertion
 from ..evaluate_compare import METHODS, method_maps
 from ..evaluate_pointing import energy_share
 from ..layers import explainable_layers
 from ..maps import upsample
 
 __all__ = ["METHOD_NAMES", "METRIC_NAMES", "resolve_methods", "resolve_metrics", "default_layer", "random_method",
-           "curve_auc", "pointing", "energy"]
+           "image_noise", "takes_indices", "curve_auc", "pointing", "energy"]
 
 METHOD_NAMES = (*METHODS, "random")
 
 
-def random_method(model, x: torch.Tensor, target, *, seed: int = 0) -> torch.Tensor:
-    """Uniform noise, one map per image: a random ordering of the pixels, the chance reference of every table."""
-    return random_maps(x, torch.Generator().manual_seed(seed))
+# streams of image_noise, so that two uses of one seed on one image draw independent noise
+RANDOM_MAP_STREAM, POINTING_STREAM = 0, 1
+
+
+def image_noise(indices, size: tuple[int, int], seed: int = 0, stream: int = RANDOM_MAP_STREAM,
+                device=None) -> torch.Tensor:
+    """Uniform noise ``(B, h, w)`` in [0, 1), image ``i``'s drawn from ``(seed, stream, i)`` alone, so that it is
+    the same in every batch, resumed run and process, and differs between images.
+
+    One NumPy generator per image (``default_rng([seed, stream, i])``, NumPy's way of spawning independent
+    streams from several integers): torch has no generator keyed by an image's index, and a batch holds few images.
+    """
+    maps = np.stack([np.random.default_rng([seed, stream, int(i)]).random(size, dtype=np.float32)
+                     for i in torch.as_tensor(indices).tolist()]) if len(indices) else np.empty((0, *size), np.float32)
+    return torch.from_numpy(maps).to(device)
+
+
+def random_method(model, x: torch.Tensor, target, *, indices=None, seed: int = 0, size=None) -> torch.Tensor:
+    """Uniform noise, one map per image: a random ordering of the pixels, the chance reference of every table.
+    Image ``i`` of the data set (``indices``; by default the batch's positions) gets the same noise in every run;
+    ``size=(h, w)`` draws it on a coarser grid (e.g. a layer's), the fair reference for maps of that resolution."""
+    indices = torch.arange(len(x)) if indices is None else indices
+    return image_noise(indices, tuple(x.shape[-2:]) if size is None else tuple(size), seed, device=x.device)
+
+
+def takes_indices(function: Callable) -> bool:
+    """Whether ``function`` has a keyword parameter ``indices`` (the engine then passes the image indices)."""
+    try:
+        return "indices" in inspect.signature(function).parameters
+    except (TypeError, ValueError):  # some builtins have no signature
+        return False
 
 
 _DEFAULT_LAYERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -78,18 +113,25 @@ def _image_maps(maps: torch.Tensor, masks, metric: str) -> torch.Tensor:
     return maps if maps.shape[-2:] == masks.shape[-2:] else upsample(maps, masks.shape[-2:])
 
 
-def pointing(model, x, maps, target, masks, *, seed: int = 0) -> torch.Tensor:
+def _first_mask(masks):
+    return masks[:, 0] if masks is not None and masks.ndim == 4 else masks
+
+
+def pointing(model, x, maps, target, masks, *, indices=None, seed: int = 0) -> torch.Tensor:
     """1.0 where the (upsampled) map's maximum lies in the image's mask. Among tied maxima one is drawn at random
-    (seeded), not the first in reading order: a flat map then hits as often as the mask's area predicts instead
-    of always pointing at the top-left corner."""
+    (seeded per image, :func:`image_noise`), not the first in reading order: a flat map then hits as often as the
+    mask's area predicts instead of always pointing at the top-left corner."""
+    masks = _first_mask(masks)
     flat = _image_maps(maps, masks, "pointing").flatten(1)
-    keys = torch.rand(flat.shape, generator=torch.Generator().manual_seed(seed)).to(flat.device)
+    indices = torch.arange(len(flat)) if indices is None else indices
+    keys = image_noise(indices, tuple(masks.shape[-2:]), seed, POINTING_STREAM, flat.device).flatten(1)
     peak = torch.where(flat == flat.amax(1, keepdim=True), keys, -1.0).argmax(1)
     return masks.flatten(1).gather(1, peak[:, None].to(masks.device))[:, 0].bool().double()
 
 
 def energy(model, x, maps, target, masks) -> torch.Tensor:
     """The share of the (upsampled) map's positive part inside the mask."""
+    masks = _first_mask(masks)
     return energy_share(_image_maps(maps, masks, "energy"), masks.bool().to(maps.device))
 
 
