@@ -24,7 +24,7 @@ from helpers.evaluate_compare import method_maps, score_maps  # noqa: E402
 from helpers.evaluate_ranking import edge_maps, identical_groups  # noqa: E402
 
 SEEDS = 3
-REFERENCES = {"random (pixels)": None, "random (7×7 grid)": 7}
+REFERENCES = {"random (pixels)": None, "random (7×7 grid)": 7, "random (4×4 grid)": 4}   # as in the notebook
 
 
 def aucs(model, x, classes, maps: dict, steps: int) -> dict:

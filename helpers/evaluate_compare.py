@@ -9,8 +9,9 @@ Notebook 08's ranking and the comparison explorer share this one recipe, so both
 - **Integrated Gradients**: summed over channels, signed (its completeness makes the sign meaningful:
   negative pixels speak against the class, and the curves change them last);
 - notebook 09's methods: **HiResCAM**, **XGrad-CAM**, **LayerCAM** from the same forward pass as Grad-CAM,
-  **Eigen-CAM** (no class), and the perturbation methods at their cost settings: **Score-CAM** on every
-  ⌈C / ``score_cam_channels_at_most``⌉-th channel of the layer (32 of 1280 at ``head.act``: channels 0, 40, 80, …),
+  **Eigen-CAM** (no class), and the perturbation methods at their cost settings: **Score-CAM** on each image's
+  ``score_cam_channels_at_most`` most active channels of the layer (32 of 1280 at ``head.act``; a fixed subset
+  such as every 40th channel leaves its channel softmax nearly one-hot, see :func:`helpers.score_cam`),
   **Ablation-CAM** on every channel, ``ablation_batch_size`` ablated copies per forward pass of the rest
   of the network, and **Occlusion** with a ``occlusion_window`` patch every ``occlusion_stride`` pixels.
 """
@@ -37,10 +38,10 @@ LAYER_METHODS = ("Grad-CAM", "Grad-CAM++", "Smooth Grad-CAM++", "Guided Grad-CAM
 PASS_METHODS = ("Grad-CAM", "Grad-CAM++", "Guided Grad-CAM", *GRADIENT_VARIANTS, "Score-CAM")  # use the layer pass
 
 
-def score_cam_channels(count: int, at_most: int) -> range:
-    """Score-CAM's channel subset: every ⌈count / at_most⌉-th of a layer's ``count`` channels, from channel 0
-    (a rule that depends on neither the photo nor the class, so all photos and classes use the same maps)."""
-    return range(0, count, -(-count // at_most))
+def score_cam_channels(count: int, at_most: int) -> int:
+    """How many channels Score-CAM weighs: each image's ``at_most`` most active of the layer's ``count``
+    (all of them when the layer has fewer)."""
+    return min(count, at_most)
 
 
 def method_maps(model, x: torch.Tensor, target, layer="head.act", *, methods=METHODS, samples: int = 8,

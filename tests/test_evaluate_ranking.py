@@ -1,10 +1,10 @@
-"""The ranking as a measurement: identical maps grouped, crossed bootstrap intervals, chance decided by them."""
+"""The ranking as a measurement: identical maps grouped, t intervals over photos, chance and winners after Holm."""
 import numpy as np
 import pytest
 import torch
 from scipy import stats
 
-from helpers.evaluate_ranking import crossed_bootstrap, identical_groups, ranking_table
+from helpers.evaluate_ranking import holm, identical_groups, pairwise_table, ranking_table
 
 
 def test_identical_groups_joins_equal_maps_within_rounding_and_keeps_order():
@@ -21,52 +21,63 @@ def test_identical_groups_needs_every_image_to_agree():
     assert identical_groups({"a": base, "b": changed}) == [["a"], ["b"]]
 
 
-def test_one_seed_matches_scipys_paired_bootstrap_percentile_interval():
-    values = torch.tensor([0.3, -0.1, 0.5, 0.2, 0.9, -0.4, 0.1, 0.6], dtype=torch.float64)
-    mean, low, high = crossed_bootstrap(values[None], resamples=20_000, generator=torch.Generator().manual_seed(1))
-    reference = stats.bootstrap((values.numpy(),), np.mean, n_resamples=20_000, method="percentile",
-                                random_state=np.random.default_rng(1)).confidence_interval
-    assert mean == pytest.approx(values.mean().item())
-    assert low == pytest.approx(reference.low, abs=0.02) and high == pytest.approx(reference.high, abs=0.02)
+def test_holm_rejects_exactly_what_the_step_down_procedure_rejects():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        p = rng.uniform(0, 0.2, size=rng.integers(1, 15)) ** 2
+        for alpha in (0.01, 0.05, 0.1):
+            # Holm (1979): sort; reject p_(k) while p_(k) <= alpha / (m - k) (k from 0); stop at the first failure
+            rejected, m = set(), len(p)
+            for k, i in enumerate(np.argsort(p)):
+                if p[i] > alpha / (m - k):
+                    break
+                rejected.add(int(i))
+            assert set(np.flatnonzero(holm(p) <= alpha).tolist()) == rejected
+    assert holm([0.01, 0.04, 0.03]).tolist() == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.6, 0.9]).max() <= 1.0
 
 
-def test_the_interval_counts_the_seeds_spread_which_averaging_the_seeds_first_hides():
-    # every photo gives the same difference per seed; the seeds disagree: only resampling seeds shows it
-    per_seed = torch.tensor([-0.2, 0.0, 0.3, 0.1, -0.1], dtype=torch.float64)
-    differences = per_seed[:, None].expand(5, 6)
-    _, low, high = crossed_bootstrap(differences, generator=torch.Generator().manual_seed(0))
-    _, low_avg, high_avg = crossed_bootstrap(differences.mean(0, keepdim=True))
-    assert high - low > 0.1
-    assert high_avg - low_avg == pytest.approx(0.0, abs=1e-12)
+def test_ranking_table_averages_the_seeds_and_gives_the_student_t_interval_over_photos():
+    reference = torch.full((3, 5), 0.4) + torch.tensor([0.0, 0.03, -0.06])[:, None]
+    auc = {"m": torch.tensor([0.1, 0.35, 0.2, 0.3, 0.15])}
+    row = ranking_table(auc, {"pixels": reference}, {"m": "pixels"}, better="lower").loc["m"]
+    d = (auc["m"] - reference.mean(0)).double().numpy()
+    half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
+    assert row["difference"] == pytest.approx(d.mean())
+    assert (row["low"], row["high"]) == pytest.approx((d.mean() - half, d.mean() + half))
+    t = d.mean() / (d.std(ddof=1) / np.sqrt(len(d)))
+    assert row["p"] == pytest.approx(2 * stats.t.sf(abs(t), len(d) - 1))
 
 
-def test_constant_differences_give_a_point_interval():
-    assert crossed_bootstrap(torch.full((3, 4), 0.25)) == pytest.approx((0.25, 0.25, 0.25))
-
-
-@pytest.mark.parametrize("bad", [torch.zeros(4), torch.zeros(0, 3)])
-def test_crossed_bootstrap_rejects_a_non_matrix(bad):
-    with pytest.raises(ValueError, match="seeds, photos"):
-        crossed_bootstrap(bad)
-
-
-def test_ranking_table_normalises_pairs_with_the_reference_and_calls_chance_from_the_interval():
-    p = torch.tensor([0.5, 0.25, 1.0, 0.5])
-    reference = torch.full((3, 4), 0.4) + torch.tensor([0.0, 0.01, -0.01])[:, None]
-    auc = {"clear": torch.full((4,), 0.2), "noisy": torch.tensor([0.1, 0.7, 0.2, 0.6]),
-           "same as clear": torch.full((4,), 0.2)}
-    table = ranking_table(auc, {"pixels": reference}, p, {name: "pixels" for name in auc}, better="lower",
-                          groups=[["clear", "same as clear"], ["noisy"]], resamples=2000)
-    assert list(table.index) == ["clear = same as clear", "noisy"]
-    expected = ((auc["clear"][None] - reference) / p).mean().item()
-    assert table.loc["clear = same as clear", "difference"] == pytest.approx(expected)
-    assert table.loc["clear = same as clear", "beats_chance"]
-    assert not table.loc["noisy", "beats_chance"]
-    flipped = ranking_table(auc, {"pixels": reference}, p, {name: "pixels" for name in auc}, better="higher",
-                            resamples=2000)
-    assert not flipped["beats_chance"].any()
+def test_ranking_table_calls_chance_after_holm_and_orders_rows_only_within_one_reference():
+    reference = torch.full((2, 8), 0.4)
+    shift = torch.tensor([0.01, -0.01, 0.02, -0.02, 0.01, -0.01, 0.0, 0.0])
+    auc = {"clear": 0.2 + shift, "same as clear": 0.2 + shift, "noisy": torch.tensor([0.1, 0.7, 0.2, 0.6] * 2),
+           "blob": 0.35 + shift, "blob2": 0.30 + shift}
+    reference_of = {"clear": "pixels", "same as clear": "pixels", "noisy": "pixels", "blob": "grid", "blob2": "grid"}
+    refs = {"pixels": reference, "grid": torch.full((2, 8), 0.45)}
+    groups = [["clear", "same as clear"], ["noisy"], ["blob"], ["blob2"]]
+    table = ranking_table(auc, refs, reference_of, better="lower", groups=groups)
+    assert list(table.index) == ["blob2", "blob", "clear = same as clear", "noisy"]   # grid rows, then pixel rows
+    assert table["p_holm"].tolist() == pytest.approx(holm(table["p"]).tolist())
+    assert table.loc["clear = same as clear", "beats_chance"] and not table.loc["noisy", "beats_chance"]
+    flipped = ranking_table(auc, refs, reference_of, better="higher", groups=groups)
+    assert not flipped["beats_chance"].any()                          # the right side of zero is part of the verdict
     with pytest.raises(ValueError, match="lower"):
-        ranking_table(auc, {"pixels": reference}, p, {name: "pixels" for name in auc}, better="smaller")
+        ranking_table(auc, refs, reference_of, better="smaller")
+
+
+def test_pairwise_table_tests_every_pair_once_with_holm_over_all_pairs():
+    auc = {"a": torch.tensor([0.1, 0.12, 0.11, 0.09, 0.1, 0.13]), "b": torch.tensor([0.5, 0.52, 0.49, 0.5, 0.51, 0.5]),
+           "c": torch.tensor([0.5, 0.1, 0.9, 0.2, 0.6, 0.4])}
+    pairs = pairwise_table(auc, better="lower")
+    assert list(zip(pairs["first"], pairs["second"])) == [("a", "b"), ("a", "c"), ("b", "c")]
+    d = (auc["a"] - auc["b"]).double().numpy()
+    assert pairs.loc[0, "p"] == pytest.approx(stats.ttest_rel(auc["a"].numpy(), auc["b"].numpy()).pvalue, rel=1e-4)
+    assert pairs.loc[0, "difference"] == pytest.approx(d.mean())
+    assert pairs["p_holm"].tolist() == pytest.approx(holm(pairs["p"]).tolist())
+    assert pairs.loc[0, "separated"] and pairs.loc[0, "better_row"] == "a"
+    assert not pairs.loc[2, "separated"]
 
 
 def test_edge_maps_is_the_sobel_gradient_magnitude_of_the_brightness():
@@ -79,3 +90,37 @@ def test_edge_maps_is_the_sobel_gradient_magnitude_of_the_brightness():
     expected = np.stack([np.hypot(ndimage.sobel(g, axis=1, mode="nearest"), ndimage.sobel(g, axis=0, mode="nearest"))
                          for g in grey])                                 # one image at a time
     assert np.allclose(edge_maps(images).numpy(), expected, atol=1e-5)
+
+
+def test_notebook_08s_explain_dataset_route_gives_the_aucs_and_maps_of_the_direct_route(lite0, photos, tmp_path):
+    import functools
+
+    import pandas as pd
+    from torch.utils.data import TensorDataset
+
+    from helpers import random_maps, seeded, top_k
+    from helpers.evaluate_compare import method_maps, score_maps
+    from helpers.explain import explain_dataset, load_maps
+    from helpers.explain.scoring import curve_auc
+
+    model, preprocess = lite0
+    classes = top_k(model, photos, 1).indices[:, 0]
+    settings = dict(samples=2, steps=2, value_range=preprocess.value_range)
+    names = ["Grad-CAM", "saliency", "SmoothGrad"]
+    methods = {name: (lambda net, images, target, name=name:
+                      method_maps(net, images, target, methods=[name], **settings)[name]) for name in names}
+    methods["random (7×7 grid) #1"] = lambda net, images, target: random_maps(images, seeded(1), size=7)
+    metrics = {kind: functools.partial(curve_auc, kind=kind, steps=3, baseline=baseline)
+               for kind, baseline in [("deletion", "zeros"), ("insertion", "blur")]}
+    table = explain_dataset(model, TensorDataset(photos.cpu()), methods, metrics, out=tmp_path, batch_size=2,
+                            save_maps="float32", map_size=224, progress=False)
+    assert table.equals(pd.read_parquet(tmp_path / "metrics.parquet"))
+
+    direct = method_maps(model, photos, classes, methods=names, **settings)
+    direct["random (7×7 grid) #1"] = random_maps(photos, seeded(1), size=7)
+    scores = score_maps(model, photos, direct, classes, steps=3)
+    for name, m in direct.items():
+        assert np.allclose(load_maps(tmp_path, name)[1], m.cpu().numpy(), atol=1e-6 * m.abs().max().item()), name
+        rows = table[table["method"] == name]
+        for kind in ("deletion", "insertion"):
+            assert np.allclose(rows[kind], getattr(scores[name], kind).auc.cpu().numpy(), atol=1e-6), (name, kind)

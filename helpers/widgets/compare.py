@@ -18,9 +18,9 @@ explorers), each map (per class, and per layer for the methods that have one) an
 only the layer methods, the gradient ones from one cached forward pass; going back to a setting already
 seen costs nothing. A new photo drops all of it.
 
-The perturbation methods run at the comparison's cost settings (``score_cam_channels``: Score-CAM on every
-⌈C/32⌉-th channel, 32 forward passes; Ablation-CAM on every channel; Occlusion with a 56-pixel patch every
-56 pixels, a 4 × 4 grid of 16 forward passes at 224 × 224), stated in the status line.
+The perturbation methods run at the comparison's cost settings (``score_cam_channels``: Score-CAM on the
+photo's 32 most active channels, 32 forward passes; Ablation-CAM on every channel; Occlusion with a 56-pixel
+patch every 56 pixels, a 4 × 4 grid of 16 forward passes at 224 × 224), stated in the status line.
 """
 from __future__ import annotations
 
@@ -210,7 +210,7 @@ class ComparisonExplorer(_CamFamilyExplorer):
         total = self._pass(layer).activations.shape[1]
         chosen = score_cam_channels(total, self.costs["score_cam_channels_at_most"])
         window, stride = self.costs["occlusion_window"], self.costs["occlusion_stride"]
-        return (f"Score-CAM on {len(chosen)} of {total} channels (every {chosen.step}. from 0) · Ablation-CAM on all "
+        return (f"Score-CAM on the {chosen} most active of {total} channels · Ablation-CAM on all "
                 f"{total} · Occlusion: {window}-pixel patches every {stride} pixels")
 
     def draw(self, result):
