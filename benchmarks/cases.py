@@ -16,7 +16,7 @@ from helpers import target_scores
 from helpers import upsample
 from helpers.cam import _grad_cam_pp_weights, grad_cam, grad_cam_pp, smooth_grad_cam_pp
 from helpers.evaluate import CURVES, perturbation_curve
-from helpers.evaluate_sanity import cascade_layers, map_similarity, randomisation_cascade, randomise
+from helpers.evaluate_sanity import _similarities as similarities, cascade_layers, randomisation_cascade, randomise
 from helpers.features import deep_dream, maximize_activation
 from helpers.gradients import integrated_gradients, quadrature, saliency, smooth_grad
 
@@ -257,11 +257,10 @@ def randomisation_cascade_row(s: Setup):
     def limit():
         return torch.stack([grad_cam_of(layer_gradients(model, x, t, layer))[:, 0] for model in [m, *randomised]])
 
-    def limit_and_measures():  # the passes, then the similarity measures every stage needs, on ready maps
-        maps = upsample(limit(), x.shape[-2:])
-        for stage in maps:
-            map_similarity(maps[0], stage)
-        return maps
+    def limit_and_measures():  # the passes, then the measures the cheap way: every stage in one batch, ranks at
+        maps = limit()         # the input's resolution, SSIM at the layer's
+        similarities(maps, x.shape[-2:], None)
+        return upsample(maps, x.shape[-2:])
     return [s.case("randomisation cascade", f"{stages} stages, Grad-CAM", {
         "helper": lambda: randomisation_cascade(m, x, t, explain, layers, progress=False),
         "limit": limit, "limit+measures": limit_and_measures,

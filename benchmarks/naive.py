@@ -148,8 +148,8 @@ def naive_randomisation_cascade(model, x, target, explain, layers):
         net = copy.deepcopy(model)
         for k, name in enumerate(layers[:stage], 1):
             randomise(net.get_submodule(name), k)
-        maps = upsample(torch.cat([explain(net, x[i:i + 1], target[i:i + 1]) for i in range(len(x))]), x.shape[-2:])
+        maps = torch.cat([explain(net, x[i:i + 1], target[i:i + 1]) for i in range(len(x))])
         for i in range(len(x)):
-            map_similarity((stages[0] if stages else maps)[i:i + 1], maps[i:i + 1])
+            map_similarity((stages[0] if stages else maps)[i:i + 1], maps[i:i + 1], size=x.shape[-2:])
         stages.append(maps)
-    return torch.stack(stages)
+    return upsample(torch.stack(stages), x.shape[-2:])

@@ -11,10 +11,22 @@ generator are left as they were. Re-initialisation uses each layer's own ``reset
 (PyTorch's default initialisation; batch norm back to identity statistics), drawn on the CPU from a
 seed, so the same seed gives the same random network on every device.
 
-The similarity measures come from **torchmetrics** (``spearman_corrcoef``, average ranks for ties;
-``structural_similarity_index_measure``, Wang et al. 2004's Gaussian 11 × 11 window, σ = 1.5): they
-run on the maps' device, batched, with no round trip through numpy. A constant map (e.g. a Grad-CAM
-map that the ReLU set to zero everywhere) has no ranking; torchmetrics gives it a correlation of 0.
+The similarity measures run on the maps' device, every stage of the cascade in one batch (``batch_size`` maps
+at a time), with no round trip through numpy:
+
+- **Spearman's ρ** of ``|map|`` and of the signed map: the Pearson correlation of the pixels' ranks, tied pixels
+  sharing their average rank (the ranking of ``scipy.stats.spearmanr`` and torchmetrics), at the input's
+  resolution: a layer's map is ranked as ``CascadeResult.maps`` shows it, upsampled bilinearly. The ranks come
+  from one sort per map. A constant map (e.g. a Grad-CAM map that the ReLU set to zero everywhere) has no
+  ranking: its correlation is 0 (scipy gives NaN).
+- **SSIM** of the min–max scaled ``|map|``s (torchmetrics' ``structural_similarity_index_measure``: Wang et
+  al. 2004's Gaussian 11 × 11 window, σ = 1.5, reflected at the border, averaged over every pixel) at the
+  **map's own resolution**: a Grad-CAM map at ``head.act`` is compared as its 7 × 7 cells, where the window
+  spans most of the map, so SSIM compares the layout of the blobs; on the same maps upsampled to 224 × 224 the
+  window covers a third of one cell's side. The two give different numbers (notebook 08's Grad-CAM cascade,
+  mean of two photos: 0.22 at 224 × 224 and −0.18 at 7 × 7 once ``fc`` is random; the cat's map against the
+  coffee's, 0.56 and 0.41). A map with a side under 6 pixels, too short for the window, is compared at the
+  input's resolution; a map at the input's resolution is compared there.
 
 >>> explain = lambda model, x, target: grad_cam(model, x, target, "head.act")
 >>> result = randomisation_cascade(model, x, 285, explain)
@@ -33,7 +45,7 @@ from tqdm.auto import tqdm
 from .evaluate import check_maps
 from .hooks import check_batch, explaining
 from .layers import check_hookable
-from .maps import normalize
+from .maps import normalize, upsample
 from .noise import check_count, default_batch_size
 
 __all__ = ["CascadeResult", "cascade_layers", "randomise", "map_similarity", "randomisation_cascade"]
@@ -134,10 +146,13 @@ def randomise(module: nn.Module, seed: int) -> None:
         if not hasattr(layer, "reset_parameters"):
             raise TypeError(f"cannot re-initialise {name or type(module).__name__!r} ({type(layer).__name__}): it has "
                             "parameters but no reset_parameters(); give the cascade layers=[...] without it")
-        fresh = copy.deepcopy(layer).to("cpu")
+        on_cpu = all(t.device.type == "cpu" for t in [*layer.parameters(recurse=False), *layer.buffers(recurse=False)])
+        fresh = layer if on_cpu else copy.deepcopy(layer).to("cpu")  # drawn on the CPU, whatever the device
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             fresh.reset_parameters()
+        if fresh is layer:
+            continue
         with torch.no_grad():
             for target, value in zip(layer.parameters(recurse=False), fresh.parameters(recurse=False)):
                 target.copy_(value)
@@ -145,14 +160,17 @@ def randomise(module: nn.Module, seed: int) -> None:
                 target.copy_(value)
 
 
-def map_similarity(original: torch.Tensor, other: torch.Tensor, batch_size: int | None = None
-                   ) -> dict[str, torch.Tensor]:
+def map_similarity(original: torch.Tensor, other: torch.Tensor, batch_size: int | None = None, *,
+                   size=None) -> dict[str, torch.Tensor]:
     """Spearman correlation of ``|maps|`` and of the signed maps, and SSIM of the min–max scaled ``|maps|``,
-    between two stacks of maps ``(N, H, W)``: a dict of ``(N,)`` tensors (torchmetrics, see the module notes).
+    between two stacks of maps ``(N, h, w)``: a dict of ``(N,)`` tensors (see the module notes).
 
-    The measures run on ``batch_size`` pairs of maps at a time (``None``: 8 on a CPU, 32 on a GPU), so memory
-    stays that of one chunk whatever ``N``. Maps holding NaN or infinite values are refused: the
-    measures would disagree about them (a rank correlation still ranks them, SSIM is NaN).
+    ``size`` (an int or ``(H, W)``): the rank correlations are taken on the maps upsampled bilinearly to it
+    (:func:`helpers.upsample`; the cascade passes the input's size), SSIM at the maps' own resolution; ``None``:
+    both at the maps' own resolution. A side shorter than 6 pixels is too short for SSIM's window, so SSIM then
+    runs at ``size`` too (a clear error without one). The measures rank at most ``batch_size`` maps at a time
+    (``None``: 8 on a CPU, 32 on a GPU), so memory stays that of one chunk whatever ``N``. Maps holding NaN or
+    infinite values are refused: they have no ranking, and SSIM would be NaN.
     """
     if original.shape != other.shape or original.ndim != 3:
         raise ValueError(f"expected two stacks of maps of one shape (N, H, W), got {tuple(original.shape)} "
@@ -165,24 +183,82 @@ def map_similarity(original: torch.Tensor, other: torch.Tensor, batch_size: int 
             raise ValueError(f"the {which} maps hold NaN or infinite values (map {bad.nonzero()[0].item()}"
                              f"{' and others' if bad.sum() > 1 else ''}), so they have no ranking and no "
                              "structure to compare: check the method that produced them")
-    batch_size = check_count("batch_size", default_batch_size(original.device) if batch_size is None else batch_size)
-    chunks = [_similarity(a, b) for a, b in zip(original.detach().split(batch_size), other.detach().split(batch_size))]
-    return {key: torch.cat([chunk[key] for chunk in chunks]) for key in chunks[0]}
+    measures = _similarities(torch.stack([original.detach(), other.detach()]), size, batch_size, first=1)
+    return {key: value[0] for key, value in measures.items()}
 
 
-def _similarity(original: torch.Tensor, other: torch.Tensor) -> dict[str, torch.Tensor]:
+_SSIM_SIDE = 6  # the Gaussian window (11 × 11, σ = 1.5) pads 5 pixels by reflection: a side needs 6 at least
+
+
+def _similarities(maps: torch.Tensor, size, batch_size: int | None, first: int = 0) -> dict[str, torch.Tensor]:
+    """The maps of stages ``first`` … ``S − 1`` against stage 0's, for ``maps`` ``(S, N, h, w)``: ``(S − first, N)``
+    per measure (``first=0``: stage 0 against itself too). The maps of several stages are ranked in one batch, at
+    most ``batch_size`` maps at a time; stage 0's ranks are made once per chunk of images."""
+    size = tuple(maps.shape[-2:]) if size is None else (size, size) if isinstance(size, int) else tuple(size)
+    if min(maps.shape[-2:]) < _SSIM_SIDE and min(size) < _SSIM_SIDE:
+        raise ValueError(f"SSIM's 11 × 11 window needs maps of {_SSIM_SIDE} × {_SSIM_SIDE} pixels at least, got "
+                         f"{tuple(maps.shape[-2:])}: pass size=(H, W), the input's, to compare them there")
+    batch_size = check_count("batch_size", default_batch_size(maps.device) if batch_size is None else batch_size)
+    stage_count, count = maps.shape[:2]
+    measures = {key: maps.new_empty(stage_count - first, count, dtype=torch.float32)
+                for key in ("spearman_abs", "spearman", "ssim")}
+    for images in torch.arange(count).split(batch_size):
+        reference = _ranked(maps[0, images], size) if first else None
+        for stages in torch.arange(first, stage_count).split(max(1, batch_size // len(images))):
+            chunk = maps[stages][:, images].flatten(0, 1)
+            ranked = _ranked(chunk, size)
+            if reference is None:  # stage 0 is the first of this chunk
+                reference = {key: ranks[:len(images)].clone() for key, ranks in ranked.items()}
+            where = stages[:, None] - first, images
+            for key in ("spearman_abs", "spearman"):
+                measures[key][where] = _correlation(reference[key].repeat(len(stages), 1), ranked[key]).view(
+                    len(stages), -1).float()
+            measures["ssim"][where] = _ssim(maps[0, images].repeat(len(stages), 1, 1), chunk, size).view(len(stages), -1)
+    return measures
+
+
+def _ranked(maps: torch.Tensor, size) -> dict[str, torch.Tensor]:
+    """Centred ranks of ``|maps|`` and of ``maps`` at ``size``, one row per map; a non-negative map (a ReLU'd
+    one) is its own absolute value, so its ranks are computed once."""
+    flat = (maps if tuple(maps.shape[-2:]) == size else upsample(maps, size)).flatten(1)
+    signed = _centred_ranks(flat)
+    return {"spearman_abs": signed if bool((flat >= 0).all()) else _centred_ranks(flat.abs()), "spearman": signed}
+
+
+def _centred_ranks(rows: torch.Tensor) -> torch.Tensor:
+    """Each row's ranks minus their mean, tied values sharing the mean of their ranks (scipy's ``rankdata``,
+    ``method="average"``), from one sort per row. Written out rather than torchmetrics' ``spearman_corrcoef``,
+    which sorts each map twice (``argsort`` and ``unique``), one map at a time in a Python loop, and would rank
+    the original map again for every stage."""
+    values, order = rows.sort(dim=1)
+    count = rows.shape[1]
+    position = torch.arange(count, device=rows.device).expand_as(order)
+    starts = torch.ones_like(values, dtype=torch.bool)
+    starts[:, 1:] = values[:, 1:] != values[:, :-1]          # the first of each run of equal values
+    ends = torch.ones_like(starts)
+    ends[:, :-1] = starts[:, 1:]                              # the last of each run
+    first = torch.where(starts, position, 0).cummax(1).values
+    last = torch.where(ends, position, count - 1).flip(1).cummin(1).values.flip(1)
+    dtype = torch.float32 if rows.device.type == "mps" else torch.float64  # MPS has no float64
+    centred = (first + last - (count - 1)).to(dtype) / 2     # the run's mean rank, minus the mean of all ranks
+    return torch.empty_like(centred).scatter_(1, order, centred)
+
+
+def _correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Pearson correlation of centred rows; 0 where a row is constant (it has no ranking), as torchmetrics."""
+    spread = (a.square().sum(1) * b.square().sum(1)).sqrt()
+    return torch.where(spread > 0, (a * b).sum(1) / torch.where(spread > 0, spread, 1.0), 0.0)
+
+
+def _ssim(a: torch.Tensor, b: torch.Tensor, size) -> torch.Tensor:
+    """torchmetrics' SSIM of the min–max scaled ``|maps|``, at their own resolution (at ``size`` when that is too
+    small for the window)."""
     from torchmetrics.functional.image import structural_similarity_index_measure
-    from torchmetrics.functional.regression import spearman_corrcoef
 
-    a, b = original.float(), other.float()  # float64 would make SSIM's convolutions 7× slower
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*(constant|close to zero).*")
-        columns = lambda maps: maps.reshape(len(maps), -1).T  # noqa: E731  one column per map
-        spearman_abs = spearman_corrcoef(columns(a.abs()), columns(b.abs())).reshape(len(a))
-        spearman = spearman_corrcoef(columns(a), columns(b)).reshape(len(a))
-    scaled = [normalize(maps.abs(), "minmax")[:, None] for maps in (a, b)]
-    ssim = structural_similarity_index_measure(*scaled, data_range=1.0, reduction="none").reshape(len(a))
-    return {"spearman_abs": spearman_abs, "spearman": spearman, "ssim": ssim}
+    if min(a.shape[-2:]) < _SSIM_SIDE:
+        a, b = upsample(a, size), upsample(b, size)
+    scaled = [normalize(maps.float().abs(), "minmax")[:, None] for maps in (a, b)]  # float64: 7× slower convolutions
+    return structural_similarity_index_measure(*scaled, data_range=1.0, reduction="none").reshape(len(a))
 
 
 def randomisation_cascade(model: nn.Module, x: torch.Tensor, target,
@@ -205,16 +281,25 @@ def randomisation_cascade(model: nn.Module, x: torch.Tensor, target,
         raise ValueError(f"unknown layer(s) {unknown}: name them as model.named_modules() does, "
                          f"e.g. {cascade_layers(model, x)[:3]}")
     _check_resettable(model, layers)
-    original = check_maps(explain(model, x, target), x)
-    maps = [original]
+    own = [_checked(explain(model, x, target), x)]
     randomised = copy.deepcopy(model)
     for stage, name in enumerate(tqdm(layers, desc="randomisation cascade", leave=False,
                                       disable=not (len(layers) > 4 if progress is None else progress)), 1):
         if not cascade:
             randomised = copy.deepcopy(model)
         randomise(randomised.get_submodule(name), seed + stage)
-        maps.append(check_maps(explain(randomised, x, target), x))
-    stacked = torch.stack(maps)
-    scores = [map_similarity(original, stage_maps) for stage_maps in stacked]
-    measures = {key: torch.stack([score[key] for score in scores]) for key in scores[0]}
-    return CascadeResult(["original", *layers], stacked, **measures)
+        own.append(_checked(explain(randomised, x, target), x))
+        if own[-1].shape != own[0].shape:
+            raise ValueError(f"explain returned maps of shape {tuple(own[-1].shape)} at stage {name!r} but "
+                             f"{tuple(own[0].shape)} for the trained model: give maps of one shape at every stage")
+    own = torch.stack(own)
+    measures = _similarities(own, x.shape[-2:], None)
+    maps = own if own.shape[-2:] == x.shape[-2:] else upsample(own, x.shape[-2:])
+    return CascadeResult(["original", *layers], maps, **measures)
+
+
+def _checked(maps, x: torch.Tensor) -> torch.Tensor:
+    """``maps`` checked as :func:`helpers.evaluate.check_maps` does, kept at their own resolution."""
+    check_maps(maps, x)
+    maps = maps.detach().to(device=x.device)
+    return maps if maps.is_floating_point() else maps.float()

@@ -242,26 +242,111 @@ def test_map_similarity_refuses_non_finite_maps(bad):
         map_similarity(torch.rand(0, 9, 9), torch.rand(0, 9, 9))
 
 
-def test_map_similarity_is_chunked(monkeypatch):
-    """Memory bounded by the chunk: the measures never see more than batch_size maps at once, and the
-    chunked answer is the one-piece answer."""
-    import torchmetrics.functional.image as image
-    import torchmetrics.functional.regression as regression
+def tied_maps(generator):
+    """Maps that tie as the course's do: a ReLU'd map (flat zero over half of it), a 7 × 7 map drawn as blocks
+    (49 values in 784 pixels), whole numbers (a dozen values), a constant map, and a signed map."""
+    relu = torch.randn(32, 28, generator=generator).relu()
+    blocks = torch.randn(7, 7, generator=generator).repeat_interleave(4, 0).repeat_interleave(4, 1)[:32]
+    whole = torch.randint(-6, 6, (32, 28), generator=generator).float()
+    return torch.stack([relu, upsample(blocks[None], (32, 28))[0], whole, torch.full((32, 28), 2.0),
+                        torch.randn(32, 28, generator=generator)])
 
-    seen = []
-    for module, name, size in [(image, "structural_similarity_index_measure", lambda a: len(a)),
-                               (regression, "spearman_corrcoef", lambda a: a.shape[-1])]:
-        original = getattr(module, name)
-        monkeypatch.setattr(module, name, lambda a, b, *args, original=original, size=size, **kwargs: (
-            seen.append(size(a)), original(a, b, *args, **kwargs))[1])
+
+def scipy_spearman(a, b):
+    from scipy.stats import spearmanr
+    if len(a.unique()) == 1 or len(b.unique()) == 1:
+        return 0.0                                # scipy: NaN (no ranking); the helper's documented 0
+    return spearmanr(a.flatten().double().numpy(), b.flatten().double().numpy()).statistic
+
+
+def torchmetrics_ssim(a, b):
+    from torchmetrics.functional.image import structural_similarity_index_measure
+    from helpers import normalize
+    scaled = [normalize(m.abs(), "minmax")[:, None] for m in (a, b)]
+    return structural_similarity_index_measure(*scaled, data_range=1.0, reduction="none")
+
+
+def test_similarity_measures_match_scipy_and_torchmetrics_on_tied_maps():
+    generator = torch.Generator().manual_seed(4)
+    a = tied_maps(generator)
+    b = torch.cat([a[1:], a[:1]]) + (torch.rand(5, 32, 28, generator=generator) < 0.3) * 0.5   # ties kept and moved
+    scores = map_similarity(a, b)
+    for n in range(5):
+        assert abs(scores["spearman"][n].item() - scipy_spearman(a[n], b[n])) < 1e-6
+        assert abs(scores["spearman_abs"][n].item() - scipy_spearman(a[n].abs(), b[n].abs())) < 1e-6
+    assert torch.allclose(scores["ssim"], torchmetrics_ssim(a, b), atol=1e-6, rtol=0)
+    assert scores["spearman"][3] == 0 and scores["spearman_abs"][3] == 0                 # the constant map
+    assert torch.equal(map_similarity(a, a)["spearman"], torch.tensor([1.0, 1, 1, 0, 1]))
+
+
+def test_layer_maps_rank_at_the_input_size_and_compare_structure_at_their_own():
+    generator = torch.Generator().manual_seed(5)
+    a, b = torch.randn(3, 7, 7, generator=generator), torch.randn(3, 7, 7, generator=generator)
+    a[0, :3] = b[0, :3] = 0                                                    # tied zeros
+    scores = map_similarity(a, b, size=224)
+    big_a, big_b = upsample(a, 224), upsample(b, 224)
+    for n in range(3):
+        assert abs(scores["spearman"][n].item() - scipy_spearman(big_a[n], big_b[n])) < 1e-6
+        assert abs(scores["spearman_abs"][n].item() - scipy_spearman(big_a[n].abs(), big_b[n].abs())) < 1e-6
+    assert torch.allclose(scores["ssim"], torchmetrics_ssim(a, b), atol=1e-6, rtol=0)          # at 7 × 7 ...
+    assert not torch.allclose(scores["ssim"], torchmetrics_ssim(big_a, big_b), atol=1e-2)      # ... not at 224²
+    small = torch.randn(2, 3, 3, generator=generator)
+    assert torch.allclose(map_similarity(small, small.flip(-1), size=12)["ssim"],
+                          torchmetrics_ssim(upsample(small, 12), upsample(small.flip(-1), 12)), atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="size=.*input"):                     # too small for the window, no size
+        map_similarity(small, small)
+
+
+def test_the_cascade_measures_a_layer_map_at_its_own_resolution(tiny_cnn, tiny_batch):
+    """6 × 6 maps: ranks on the maps upsampled to the input's 12 × 12 (what result.maps holds), SSIM at 6 × 6."""
+    def pooled(model, x, target):
+        return torch.nn.functional.avg_pool2d(input_gradient_map(model, x, target)[:, None], 2)[:, 0]
+
+    result = randomisation_cascade(tiny_cnn, tiny_batch, 1, pooled)
+    own = torch.stack([pooled(tiny_cnn, tiny_batch, 1)] + [  # the stages' maps again, at 6 × 6
+        pooled(net, tiny_batch, 1) for net in _cascade_copies(tiny_cnn, ["fc", "features.2", "features.0"])])
+    assert torch.allclose(result.maps, upsample(own, 12))
+    for stage in range(4):
+        for n in range(3):
+            big = result.maps[stage, n].cpu(), result.maps[0, n].cpu()
+            assert abs(result.spearman[stage, n].item() - scipy_spearman(*big)) < 1e-6
+        assert torch.allclose(result.ssim[stage], torchmetrics_ssim(own[0], own[stage]), atol=1e-6, rtol=0)
+
+
+def _cascade_copies(model, layers):
+    import copy
+    net, copies = copy.deepcopy(model), []
+    for stage, name in enumerate(layers, 1):
+        randomise(net.get_submodule(name), stage)
+        copies.append(copy.deepcopy(net))
+    return copies
+
+
+def test_map_similarity_is_chunked(monkeypatch):
+    """Memory bounded by the chunk: never more than batch_size maps ranked or compared at once, the original's
+    ranks made once per chunk of images, and the chunked answer is the one-piece answer."""
+    import torchmetrics.functional.image as image
+    from helpers import evaluate_sanity
+
+    seen = {"ranks": [], "ssim": []}
+    ranks, ssim = evaluate_sanity._centred_ranks, image.structural_similarity_index_measure
+    monkeypatch.setattr(evaluate_sanity, "_centred_ranks", lambda rows: (seen["ranks"].append(len(rows)), ranks(rows))[1])
+    monkeypatch.setattr(image, "structural_similarity_index_measure",
+                        lambda a, b, **kwargs: (seen["ssim"].append(len(a)), ssim(a, b, **kwargs))[1])
     generator = torch.Generator().manual_seed(0)
-    a, b = torch.rand(64, 16, 16, generator=generator), torch.rand(64, 16, 16, generator=generator)
+    a, b = torch.randn(64, 16, 16, generator=generator), torch.randn(64, 16, 16, generator=generator)
     whole = map_similarity(a, b, batch_size=64)
-    assert max(seen) == 64
-    seen.clear()
+    assert max(seen["ranks"]) == 64 and max(seen["ssim"]) == 64
+    seen = {"ranks": [], "ssim": []}
     chunked = map_similarity(a, b, batch_size=8)
-    assert max(seen) == 8 and len(seen) == 3 * 64 // 8      # two correlations and SSIM per chunk
-    assert all(torch.allclose(whole[key], chunked[key]) for key in whole)
+    assert max(seen["ranks"]) == 8 and len(seen["ranks"]) == 4 * 64 // 8     # |·| and signed, original and other
+    assert max(seen["ssim"]) == 8 and len(seen["ssim"]) == 64 // 8
+    assert all(torch.equal(whole[key], chunked[key]) for key in whole)
+    seen = {"ranks": [], "ssim": []}
+    stages = torch.stack([a, b, b.relu()])[:, :2]                             # two images, three stages
+    by_stage = evaluate_sanity._similarities(stages, None, 8)
+    assert seen["ranks"] == [6, 6] and seen["ssim"] == [6]                    # all stages in one batch
+    assert all(torch.equal(by_stage[key][1], whole[key][:2]) for key in whole)
 
 
 # --------------------------------------------------------------------------- #
