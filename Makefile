@@ -4,7 +4,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 BOOK_STAMP := $(VENV)/.book-installed
 
-.PHONY: setup setup-browser lab test student bench book clean
+.PHONY: setup setup-browser lab test check student bench book clean
 
 setup: $(STAMP)
 
@@ -31,8 +31,17 @@ setup-browser:
 # PASSIVE: torch's idle threads yield the cores instead of spinning, which matters when a kernel,
 # a browser and pytest share two of them. DEVICE=cuda runs the unit tests' models and the notebooks there.
 DEVICE ?= $(or $(CNN_SEEING_DEVICE),cpu)
+# pytest-xdist runs one worker per core (JOBS=1 for one process); --dist loadfile keeps each file on one worker,
+# so a notebook's kernel, a browser session or the nbgrader course is never split between two.
+JOBS ?= auto
+PYTEST := OMP_WAIT_POLICY=PASSIVE $(VENV)/bin/python -m pytest --device=$(DEVICE) -n $(JOBS) --dist loadfile --no-loadscope-reorder
 test: setup setup-browser $(BOOK_STAMP)
-	OMP_WAIT_POLICY=PASSIVE $(VENV)/bin/python -m pytest --device=$(DEVICE)
+	$(PYTEST)
+
+# The quick loop while editing helpers/: the unit tests only (no notebook, browser, website, classroom, wheel or
+# torchrun runs; tests/conftest.py marks those slow). make test still runs everything before a commit.
+check: setup
+	$(PYTEST) -m "not slow" tests
 
 # The nbgrader course in course/ (TEACHING.md): source/<notebook>/ from notebooks/, then nbgrader
 # generate_assignment writes the student copies to course/release/. nbgrader calls alembic through PATH.

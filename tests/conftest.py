@@ -25,7 +25,30 @@ def pytest_addoption(parser):
                           f"mps); default: ${DEVICE_VARIABLE}, else cpu")
 
 
+# The files that take longest, longest first (measure with `--durations=0`). pytest-xdist gives each worker
+# the next file left as it frees up, so starting with the longest keeps every core busy to the end instead
+# of leaving one notebook running alone.
+LONGEST_FIRST = [
+    "tests/test_nbgrader_course.py", "notebooks/08_judging_explanations.ipynb", "tests/test_classroom.py",
+    "tests/test_browser.py", "tests/test_evaluate_explorer.py", "notebooks/10_ground_truth.ipynb",
+    "notebooks/07_integrated_gradients.ipynb", "tests/test_benchmark_smoke.py", "tests/test_explain_runs.py",
+    "tests/test_book.py", "notebooks/09_cam_variants.ipynb", "notebooks/06_filters_and_deep_dream.ipynb",
+    "notebooks/05_smoothgrad.ipynb", "tests/test_explain_cli.py", "tests/test_cam_widgets.py",
+    "tests/test_install.py", "notebooks/03_grad_cam_pp.ipynb", "tests/test_device_choice.py",
+]
+# What `make check` leaves out: whole notebooks, a browser, the website, nbgrader, a wheel install, torchrun.
+SLOW = {"tests/test_nbgrader_course.py", "tests/test_classroom.py", "tests/test_browser.py", "tests/test_book.py",
+        "tests/test_install.py", "tests/test_explain_runs.py", "tests/test_benchmark_smoke.py"}
+
+
 def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: a notebook, a browser, the website, nbgrader, a wheel install or "
+                                       "torchrun (make check leaves these out)")
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers:  # each worker, and the notebook kernels it starts, gets its share of the cores, not all of them
+        threads = max(1, (os.cpu_count() or 1) // int(workers))
+        torch.set_num_threads(threads)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
     chosen = config.getoption("--device", default=None)
     if chosen:
         os.environ[DEVICE_VARIABLE] = chosen  # inherited by the notebook kernels nbval starts
@@ -40,6 +63,19 @@ def pytest_configure(config):
         torch.backends.cudnn.allow_tf32 = False
         torch.backends.cuda.matmul.allow_tf32 = False
         os.environ.setdefault("NVIDIA_TF32_OVERRIDE", "0")
+
+
+def pytest_collection_modifyitems(config, items):
+    def path(item):
+        return item.path.relative_to(config.rootpath).as_posix()
+
+    def rank(item):
+        return LONGEST_FIRST.index(path(item)) if path(item) in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    for item in items:
+        if path(item) in SLOW or item.path.suffix == ".ipynb":
+            item.add_marker(pytest.mark.slow)
+    items.sort(key=rank)  # stable: within a file, and among the others, the collection order stays
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from helpers.classroom import CHECK_CALL, DropTeacherOnly, generate, hand_in_problems, mark_notebook
+from helpers.classroom import (CHECK_CALL, DropTeacherOnly, GradeOnlyExercises, generate, hand_in_problems,
+                               mark_notebook, needed_cells)
+from helpers.classroom.grading import _is_exercise, cell_names
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -103,10 +105,9 @@ def released(tmp_path_factory):
     return {path.name: path for path in generate(course, NOTEBOOKS)}
 
 
-def _execute(path: Path):
+def _execute(notebook):
     from nbclient import NotebookClient
 
-    notebook = nbformat.read(path, as_version=4)
     NotebookClient(notebook, timeout=900, allow_errors=True, kernel_name="python3",
                    resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
     return notebook
@@ -116,12 +117,41 @@ def _error(cell):
     return next((o for o in cell.get("outputs", []) if o["output_type"] == "error"), None)
 
 
+def _skipped_cells_reading_undone_work(teacher, student) -> list[str]:
+    """The code cells of a student copy that the autograder skips (:func:`needed_cells`) and that read a name
+    whose last binding before them is in an exercise cell, or that only the teacher's copy binds: the cells
+    that could fail in the student copy although they run in the teacher's. nbgrader changes only exercise
+    cells and drops teacher-only ones, so every other cell differs from the teacher's (which nbval runs whole)
+    only through such names (in place changes, ``a.b = …``, count as bindings of ``a``)."""
+    only_teacher = set().union(*(names[0] for c in teacher.cells if c.cell_type == "code"
+                                 and (names := cell_names(c.source)))) \
+        - set().union(*(names[0] for c in student.cells if c.cell_type == "code" and (names := cell_names(c.source))))
+    needed, last_binder, found = needed_cells(student.cells), {}, []
+    for index, cell in enumerate(student.cells):
+        names = cell_names(cell.source) if cell.cell_type == "code" else None
+        if names is None:
+            continue
+        if index not in needed:
+            undone = sorted(name for name in names[1] | names[2]
+                            if name in only_teacher or _is_exercise(student.cells[last_binder.get(name, index)]))
+            if undone:
+                found.append(f"cell {index} reads {', '.join(undone)}")
+        last_binder.update(dict.fromkeys(names[0], index))
+    return found
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_student_copy_reaches_every_check_with_the_not_implemented_message(path, released):
+    """The student copy runs as the autograder runs it (the set-up, the exercises and what they use): every
+    check says "not implemented yet" and no other cell fails; the demonstrations it skips read nothing an
+    undone exercise leaves unbound or broken, so they run as in the teacher's copy, which nbval runs."""
     copy_text = released[path.name].read_text()
     assert "### BEGIN SOLUTION" not in copy_text and "teacher-only" not in copy_text
     assert "For the teacher" not in copy_text
-    executed = _execute(released[path.name])
+    student = nbformat.read(released[path.name], as_version=4)
+    assert not _skipped_cells_reading_undone_work(nbformat.read(path, as_version=4), student), \
+        f"{path.name}: {_skipped_cells_reading_undone_work(nbformat.read(path, as_version=4), student)}"
+    executed = _execute(GradeOnlyExercises().preprocess(student, {})[0])
     checks = [c for c in executed.cells if c.cell_type == "code" and CHECK_CALL.search(c.source)]
     assert checks, f"{path.name}: no exercise check found"
     for cell in checks:
@@ -131,3 +161,30 @@ def test_student_copy_reaches_every_check_with_the_not_implemented_message(path,
     crashed = [(i, _error(c)["evalue"][:200]) for i, c in enumerate(executed.cells)
                if c.cell_type == "code" and c not in checks and _error(c)]
     assert not crashed, f"{path.name}: cells other than the checks crashed: {crashed}"
+
+
+def test_a_demonstration_that_uses_an_undone_exercise_is_found():
+    """The static half of the test above can fail: a demonstration calling the learner's function, one reading
+    a name only the solution binds, and one reading a teacher-only cell's name are each reported."""
+    def code(source, **nbgrader):
+        return nbformat.v4.new_code_cell(source, metadata={"nbgrader": nbgrader} if nbgrader else {})
+
+    setup = code("import math\nx = 2.0", grade_id="setup", grade=False, solution=False)
+    exercise = code("def double(v):\n    ### BEGIN SOLUTION\n    return 2 * v\n    ### END SOLUTION",
+                    grade_id="ex", grade=False, solution=True)
+    student_exercise = code("def double(v):\n    # YOUR CODE HERE\n    raise NotImplementedError()",
+                            grade_id="ex", grade=False, solution=True)
+    check = code("check_double(double)", grade_id="check", grade=True, solution=False, points=1)
+    fine = code("print(math.sqrt(x))")
+    teacher = nbformat.v4.new_notebook(cells=[setup, exercise, check, fine])
+    student = nbformat.v4.new_notebook(cells=[setup, student_exercise, check, fine])
+    assert _skipped_cells_reading_undone_work(teacher, student) == []
+    uses_it = code("print(double(x))")
+    assert _skipped_cells_reading_undone_work(nbformat.v4.new_notebook(cells=[*teacher.cells, uses_it]),
+                                              nbformat.v4.new_notebook(cells=[*student.cells, uses_it])) \
+        == ["cell 4 reads double"]
+    teacher_only = code("answer = double(x)")
+    reads_answer = code("print(answer)")
+    assert _skipped_cells_reading_undone_work(
+        nbformat.v4.new_notebook(cells=[*teacher.cells, teacher_only, reads_answer]),
+        nbformat.v4.new_notebook(cells=[*student.cells, reads_answer])) == ["cell 4 reads answer"]

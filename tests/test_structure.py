@@ -136,3 +136,11 @@ def test_layer_lookup_keeps_its_old_address(name):
     import helpers.models
 
     assert getattr(helpers, name) is getattr(helpers.layers, name) is getattr(helpers.models, name)
+
+
+def test_the_suites_schedule_names_files_that_exist():
+    """tests/conftest.py orders the files for pytest-xdist and marks the slow ones by path: a renamed file
+    would silently lose its place and its mark."""
+    from conftest import LONGEST_FIRST, SLOW
+
+    assert not [path for path in [*LONGEST_FIRST, *SLOW] if not (ROOT / path).is_file()]
