@@ -22,12 +22,11 @@ import numbers
 from typing import NamedTuple
 
 import torch
-from tqdm.auto import tqdm
 
 from .gradients import make_baselines
 from .hooks import check_batch, explaining
 from .maps import upsample
-from .noise import default_batch_size, seeded
+from .noise import default_batch_size, progress_bar, seeded
 from .targets import ClassIndices, prepare_target, target_scores
 
 __all__ = ["Curve", "CURVES", "ORDERS", "METRIC_BASELINES", "check_maps", "pixel_ranks", "stage_counts",
@@ -197,7 +196,7 @@ def perturbation_curve(model, x: torch.Tensor, maps, target, kind: str = "deleti
     probabilities = torch.empty(total, dtype=torch.float64, device=x.device)
     chunks = range(0, total, batch_size)
     with explaining(model), torch.no_grad():
-        for start in tqdm(chunks, desc=f"{kind} stages", leave=False,
+        for start in progress_bar(chunks, desc=f"{kind} stages", leave=False,
                           disable=not (len(chunks) > 4 if progress is None else progress)):
             row = torch.arange(start, min(start + batch_size, total), device=x.device)
             image, stage = row // stages, row % stages

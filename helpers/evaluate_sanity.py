@@ -40,13 +40,12 @@ from typing import Callable, NamedTuple
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from .evaluate import check_maps
 from .hooks import check_batch, explaining
 from .layers import check_hookable
 from .maps import normalize, upsample
-from .noise import check_count, default_batch_size
+from .noise import check_count, default_batch_size, progress_bar
 
 __all__ = ["CascadeResult", "cascade_layers", "randomise", "map_similarity", "randomisation_cascade"]
 
@@ -283,7 +282,7 @@ def randomisation_cascade(model: nn.Module, x: torch.Tensor, target,
     _check_resettable(model, layers)
     own = [_checked(explain(model, x, target), x)]
     randomised = copy.deepcopy(model)
-    for stage, name in enumerate(tqdm(layers, desc="randomisation cascade", leave=False,
+    for stage, name in enumerate(progress_bar(layers, desc="randomisation cascade", leave=False,
                                       disable=not (len(layers) > 4 if progress is None else progress)), 1):
         if not cascade:
             randomised = copy.deepcopy(model)

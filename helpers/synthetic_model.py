@@ -18,9 +18,9 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from .images import DATA_DIR
+from .noise import progress_bar
 from .synthetic import World
 
 __all__ = ["ShapeNet", "WORLDS", "WEIGHTS", "TRAINING", "TRAINING_LOG", "TrainingLog", "make_world", "train",
@@ -84,7 +84,7 @@ def train(kind: str = "clean", *, steps: int = TRAINING["steps"], batch_size: in
     run = steps if stop_after is None else min(stop_after, steps)
     losses, start = torch.empty(run), time.perf_counter()
     model.train()
-    for step in tqdm(range(run), desc=f"training the {kind} model", disable=not progress):
+    for step in progress_bar(range(run), desc=f"training the {kind} model", disable=not progress):
         scenes = world.sample(batch_size, generator=data, split="train", device=device)
         images, _ = world.render(scenes)
         loss = F.cross_entropy(model(images), scenes.labels)

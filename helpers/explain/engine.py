@@ -9,11 +9,10 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from ..hooks import explaining, model_device
 from ..layers import resolve_layer
-from ..noise import check_count, default_batch_size
+from ..noise import check_count, default_batch_size, progress_bar
 from .batches import Batch, as_dataset, batch_loader, explain_collate_error, plan_batches, split_batch
 from .distributed import World, process_group
 from .scoring import resolve_methods, resolve_metrics, takes_indices
@@ -125,7 +124,7 @@ class _Run:
 
     def all(self, loader, batches: list[list[int]], world: World, progress: bool):
         description = "explaining" + (f" (rank {world.rank} of {world.size})" if world.size > 1 else "")
-        with tqdm(total=sum(map(len, batches)), unit="img", desc=description, disable=not progress) as bar:
+        with progress_bar(total=sum(map(len, batches)), unit="img", desc=description, disable=not progress) as bar:
             stream = iter(loader)
             for indices in batches:
                 number = indices[0] // self.batch_size
