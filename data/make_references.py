@@ -3,8 +3,9 @@
 
     python data/make_references.py smoothgrad     # smoothgrad_flower.pt: 1024 noisy gradients of the flower
     python data/make_references.py ig             # ig_cat_black.pt: IG of the cat with 96 and 128 Gauss–Legendre points
+    python data/make_references.py ig-blur        # ig_cat_blur.pt: the same from notebook 07's blurred baseline, 128 points
 
-Both are deterministic: SmoothGrad's noise is one seeded stream, whose first 64 samples are exactly notebook 05's pool
+All are deterministic: SmoothGrad's noise is one seeded stream, whose first 64 samples are exactly notebook 05's pool
 (the same seed), and IG has no randomness. Each block of samples (each quadrature point) is stored as a fingerprint:
 its mean's (its weighted term's) projection on a few fixed random directions. A fingerprint is linear, so the stored
 map's must be the average (the sum) of its parts', and tests/test_references.py recomputes a few parts to check that
@@ -24,6 +25,7 @@ FOLDER = Path(__file__).resolve().parent
 SMOOTHGRAD = {"photo": "flower", "noise_level": 0.15, "samples": 1024, "block": 64, "seed": 6,
               "file": FOLDER / "smoothgrad_flower.pt"}
 IG = {"photo": "cat", "baseline": "black", "rule": "gauss-legendre", "steps": (96, 128), "file": FOLDER / "ig_cat_black.pt"}
+IG_BLUR = {**IG, "baseline": "blur", "blur_sigma": 12.0, "steps": (128,), "file": FOLDER / "ig_cat_blur.pt"}
 
 
 def fingerprint(values: torch.Tensor) -> torch.Tensor:
@@ -60,27 +62,28 @@ def smoothgrad_reference(samples: int = SMOOTHGRAD["samples"], block: int = SMOO
             "total_variance": variance.item(), "block_fingerprints": torch.stack(blocks)}
 
 
-def ig_terms(steps: int, points: slice = slice(None)) -> tuple[torch.Tensor, float]:
+def ig_terms(steps: int, points: slice = slice(None), config: dict = IG) -> tuple[torch.Tensor, float]:
     """Each quadrature point's weighted term w_k (x − x′) ∇F(γ(α_k)), summed over colours, ``(K, H, W)`` in float64,
-    and the score gap F(x) − F(x′)."""
-    model, preprocess, x, target = photo_and_class(IG["photo"])
-    black = make_baselines(x, IG["baseline"], value_range=preprocess.value_range)[:, 0]
-    direction = x - black
-    alphas, weights = (torch.as_tensor(v)[points] for v in quadrature(IG["rule"], steps))
+    and the score gap F(x) − F(x′), for the baseline of ``config`` (IG or IG_BLUR)."""
+    model, preprocess, x, target = photo_and_class(config["photo"])
+    baseline = make_baselines(x, config["baseline"], value_range=preprocess.value_range,
+                               blur_sigma=config.get("blur_sigma", 10.0))[:, 0]
+    direction = x - baseline
+    alphas, weights = (torch.as_tensor(v)[points] for v in quadrature(config["rule"], steps))
     terms = []
     for start in range(0, len(alphas), 8):
         a = alphas[start:start + 8].to(x.dtype).view(-1, 1, 1, 1)
-        g = input_gradients(model, black + a * direction, target).double()
+        g = input_gradients(model, baseline + a * direction, target).double()
         terms.append((weights[start:start + 8].view(-1, 1, 1, 1) * direction.double() * g).sum(1).cpu())
     with torch.no_grad():
-        gap = (model(x) - model(black))[0, target].item()
+        gap = (model(x) - model(baseline))[0, target].item()
     return torch.cat(terms), gap
 
 
-def ig_reference() -> dict:
+def ig_reference(config: dict = IG) -> dict:
     result = {}
-    for steps in IG["steps"]:
-        terms, gap = ig_terms(steps)
+    for steps in config["steps"]:
+        terms, gap = ig_terms(steps, config=config)
         result[steps] = {"map": terms.sum(0).float(), "delta": terms.sum().item() - gap,
                          "term_sums": terms.sum((1, 2)), "term_fingerprints": fingerprint(terms)}
     return result
@@ -88,8 +91,10 @@ def ig_reference() -> dict:
 
 if __name__ == "__main__":
     torch.set_num_threads(2)
-    which = sys.argv[1:] or ["smoothgrad", "ig"]
+    which = sys.argv[1:] or ["smoothgrad", "ig", "ig-blur"]
     if "smoothgrad" in which:
         torch.save(smoothgrad_reference(), SMOOTHGRAD["file"])
     if "ig" in which:
         torch.save(ig_reference(), IG["file"])
+    if "ig-blur" in which:
+        torch.save(ig_reference(IG_BLUR), IG_BLUR["file"])

@@ -36,23 +36,28 @@ def test_the_first_smoothgrad_block_reproduces(smoothgrad):
     assert abs(first["total_variance"] / smoothgrad["total_variance"] - 1) < 0.15
 
 
+IG_RUNS = [(config, steps) for config in (references.IG, references.IG_BLUR) for steps in config["steps"]]
+IG_IDS = [f"{config['baseline']}-{steps}" for config, steps in IG_RUNS]
+
+
 @pytest.fixture(scope="module")
-def ig():
-    return torch.load(references.IG["file"], weights_only=True)
+def ig_files():
+    return {config["baseline"]: torch.load(config["file"], weights_only=True) for config in (references.IG, references.IG_BLUR)}
 
 
-@pytest.mark.parametrize("steps", references.IG["steps"])
-def test_the_ig_map_is_the_sum_of_its_quadrature_terms(ig, steps):
-    stored = ig[steps]
+@pytest.mark.parametrize(("config", "steps"), IG_RUNS, ids=IG_IDS)
+def test_the_ig_map_is_the_sum_of_its_quadrature_terms(ig_files, config, steps):
+    stored = ig_files[config["baseline"]][steps]
     assert len(stored["term_sums"]) == len(stored["term_fingerprints"]) == steps
     assert _close(references.fingerprint(stored["map"][None])[0], stored["term_fingerprints"].sum(0))
     assert abs(stored["map"].double().sum().item() - stored["term_sums"].sum().item()) < 1e-3
 
 
-@pytest.mark.parametrize("steps", references.IG["steps"])
-def test_ig_terms_reproduce_and_the_delta_adds_up(ig, steps):
+@pytest.mark.parametrize(("config", "steps"), IG_RUNS, ids=IG_IDS)
+def test_ig_terms_reproduce_and_the_delta_adds_up(ig_files, config, steps):
     torch.set_num_threads(2)
+    stored = ig_files[config["baseline"]][steps]
     points = slice(steps // 2 - 4, steps // 2 + 4)          # 8 points from the middle of the path
-    terms, gap = references.ig_terms(steps, points)
-    assert _close(references.fingerprint(terms), ig[steps]["term_fingerprints"][points])
-    assert abs(ig[steps]["term_sums"].sum().item() - gap - ig[steps]["delta"]) < 1e-6
+    terms, gap = references.ig_terms(steps, points, config)
+    assert _close(references.fingerprint(terms), stored["term_fingerprints"][points])
+    assert abs(stored["term_sums"].sum().item() - gap - stored["delta"]) < 1e-6
