@@ -14,11 +14,11 @@ import torch
 
 from helpers import target_scores
 from helpers import upsample
-from helpers.cam import _grad_cam_pp_weights, grad_cam, grad_cam_pp, smooth_grad_cam_pp
-from helpers.evaluate import CURVES, perturbation_curve
-from helpers.evaluate_sanity import _similarities as similarities, cascade_layers, randomisation_cascade, randomise
-from helpers.features import deep_dream, maximize_activation
-from helpers.gradients import integrated_gradients, quadrature, saliency, smooth_grad
+from helpers.methods.cam import _grad_cam_pp_weights, grad_cam, grad_cam_pp, smooth_grad_cam_pp
+from helpers.judging.curves import CURVES, perturbation_curve
+from helpers.judging.sanity import _similarities as similarities, cascade_layers, randomisation_cascade, randomise
+from helpers.methods.features import deep_dream, maximize_activation
+from helpers.methods.gradients import integrated_gradients, quadrature, saliency, smooth_grad
 
 from .anchors import pytorch_grad_cam_map, torchcam_map
 from .limits import (accumulate, ascent_passes, cam_maps, class_probabilities, grad_cam_of, grad_cam_pp_of,

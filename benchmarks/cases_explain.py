@@ -20,7 +20,7 @@ from torch.utils.data import TensorDataset
 
 from helpers import deletion, grad_cam, insertion
 from helpers.explain import curve_auc, explain_dataset
-from helpers.hooks import explaining
+from helpers.core.hooks import explaining
 
 from .registry import Case, Setup, row
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import torch
 
 from helpers import target_scores
-from helpers.cam_variants import eigen_cam, hires_cam, layer_cam, xgrad_cam
-from helpers.maps import normalize, upsample
-from helpers.perturbation import ablation_cam, occlusion, score_cam
+from helpers.methods.cam_variants import eigen_cam, hires_cam, layer_cam, xgrad_cam
+from helpers.core.maps import normalize, upsample
+from helpers.methods.perturbation import ablation_cam, occlusion, score_cam
 
 from .anchors import pytorch_grad_cam_map, torchcam_map
 from .registry import Setup, row, same

@@ -6,7 +6,7 @@ import time
 
 import torch
 
-from helpers.cam import LayerPass, grad_cam
+from helpers.methods.cam import LayerPass, grad_cam
 
 from .timing import clock
 from .workloads import Workload

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 import torch
 
 from helpers import explaining, resolve_layer, target_scores
-from helpers.cam import _grad_cam_pp_weights
+from helpers.methods.cam import _grad_cam_pp_weights
 
 
 class _Stop(Exception):
@@ -122,7 +122,7 @@ def max_abs(g):
 def perturbed_images(x, maps, steps, baselines=("zeros", "blur")):
     """Every stage of the deletion and insertion curves as ready images ``(2, N·(steps + 1), C, H, W)``,
     built with the helper's own ranking, made before the clock starts."""
-    from helpers.evaluate import check_maps, metric_baseline, pixel_ranks, stage_counts
+    from helpers.judging.curves import check_maps, metric_baseline, pixel_ranks, stage_counts
 
     ranks = pixel_ranks(check_maps(maps, x)).view(len(x), 1, 1, *x.shape[-2:])
     changed = ranks < stage_counts(x[0, 0].numel(), steps).to(x.device).view(1, -1, 1, 1, 1)  # (N, S, 1, H, W)

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from helpers import resolve_layer
-from helpers.cam import _grad_cam_pp_weights
-from helpers.gradients import quadrature
+from helpers.methods.cam import _grad_cam_pp_weights
+from helpers.methods.gradients import quadrature
 
 from .limits import cam_maps
 
@@ -115,7 +115,7 @@ def naive_deletion_insertion(model, x, maps, target, steps):
     """Deletion (to grey) and insertion (from a blur) the way a first version is written: a Python loop over
     the stages, the pixels sorted again and one batch of N images built and passed at each stage."""
     from helpers import upsample
-    from helpers.evaluate import metric_baseline
+    from helpers.judging.curves import metric_baseline
 
     model.eval()
     up = upsample(maps, x.shape[-2:]).flatten(1)
@@ -141,7 +141,7 @@ def naive_randomisation_cascade(model, x, target, explain, layers):
     import copy
 
     from helpers import upsample
-    from helpers.evaluate_sanity import map_similarity, randomise
+    from helpers.judging.sanity import map_similarity, randomise
 
     stages = []
     for stage in range(len(layers) + 1):

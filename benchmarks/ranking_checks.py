@@ -20,8 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from helpers import load_image, load_model, random_maps, sample_names, seeded, top_k  # noqa: E402
-from helpers.evaluate_compare import method_maps, score_maps  # noqa: E402
-from helpers.evaluate_ranking import edge_maps, identical_groups  # noqa: E402
+from helpers.judging.compare import method_maps, score_maps  # noqa: E402
+from helpers.judging.ranking import edge_maps, identical_groups  # noqa: E402
 
 SEEDS = 3
 REFERENCES = {"random (pixels)": None, "random (7×7 grid)": 7, "random (4×4 grid)": 4}   # as in the notebook

@@ -28,7 +28,7 @@ def cpu_seconds(work, repeats: int = 3) -> float:
 
 def generator_rows(cases=((64, ("texture", "photo")), (64, ("texture",)), (96, ("texture", "photo"))),
                    batch: int = 2000) -> list[str]:
-    from helpers.synthetic import World
+    from helpers.ground_truth.world import World
 
     rows = []
     for size, backgrounds in cases:
@@ -42,10 +42,10 @@ def generator_rows(cases=((64, ("texture", "photo")), (64, ("texture",)), (96, (
 
 
 def scoring_row(images: int) -> str:
-    from helpers.evaluate import deletion, insertion
-    from helpers.evaluate_compare import METHODS, method_maps
+    from helpers.judging.curves import deletion, insertion
+    from helpers.judging.compare import METHODS, method_maps
     from helpers.ground_truth import SCORING, evaluation_scenes, part_reliance, score_explanations
-    from helpers.synthetic_model import load_shape_model
+    from helpers.ground_truth.shapenet import load_shape_model
 
     model = load_shape_model("clean")
     world, scenes = evaluation_scenes(n=images)

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from helpers import load_image, load_model, make_baselines, noisy_chunks, quadrature, seeded, top_k
-from helpers.gradients import input_gradients
+from helpers.methods.gradients import input_gradients
 
 FOLDER = Path(__file__).resolve().parent
 SMOOTHGRAD = {"photo": "flower", "noise_level": 0.15, "samples": 1024, "block": 64, "seed": 6,

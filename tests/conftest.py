@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from helpers import default_device, load_image, load_model
-from helpers.hooks import DEVICE_VARIABLE
+from helpers.core.hooks import DEVICE_VARIABLE
 
 
 def pytest_addoption(parser):

@@ -10,7 +10,7 @@ import torch
 from helpers import (cam, deep_dream, filter_activations, grad_cam, grad_cam_pp, gradient_moments, guided_backprop,
                      guided_grad_cam, input_gradients, integrated_gradients, maximize_activation, saliency,
                      smooth_grad, smooth_grad_cam_pp, top_k)
-from helpers.cam import LayerPass
+from helpers.methods.cam import LayerPass
 
 VALUE_RANGE = (-3 * torch.ones(3, 1, 1), 3 * torch.ones(3, 1, 1))
 SEED = 0

@@ -10,7 +10,7 @@ from torch import nn
 
 from conftest import TinyCNN
 from helpers import input_gradients, noisy_chunks, upsample
-from helpers.cam import (CamHeadError, LayerPass, cam, cam_head, grad_cam, grad_cam_pp, guided_backprop,
+from helpers.methods.cam import (CamHeadError, LayerPass, cam, cam_head, grad_cam, grad_cam_pp, guided_backprop,
                          guided_grad_cam, smooth_grad_cam_pp)
 from model_state import ModelState, no_hooks_left
 

@@ -10,7 +10,7 @@ from torch import nn
 from conftest import TinyCNN
 from helpers import (LayerPass, ablation_cam, cam, eigen_cam, grad_cam, hires_cam, layer_cam, normalize, occlusion, score_cam,
                      upsample, xgrad_cam)
-from helpers.hooks import explaining, record
+from helpers.core.hooks import explaining, record
 from model_state import ModelState
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from helpers import default_device, load_image, load_model
-from helpers.hooks import DEVICE_VARIABLE
+from helpers.core.hooks import DEVICE_VARIABLE
 
 
 def test_the_variable_moves_the_model_and_the_photos(monkeypatch):

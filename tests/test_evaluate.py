@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from helpers import upsample
-from helpers.evaluate import (check_maps, deletion, insertion, metric_baseline, perturbation_curve, pixel_ranks,
+from helpers.judging.curves import (check_maps, deletion, insertion, metric_baseline, perturbation_curve, pixel_ranks,
                               random_maps, stage_counts)
-from helpers.evaluate_sanity import cascade_layers, map_similarity, randomisation_cascade, randomise
+from helpers.judging.sanity import cascade_layers, map_similarity, randomisation_cascade, randomise
 
 
 def naive_curve(model, x, maps, classes, kind, steps, baseline, order="most", seed=0):
@@ -326,7 +326,7 @@ def test_map_similarity_is_chunked(monkeypatch):
     """Memory bounded by the chunk: never more than batch_size maps ranked or compared at once, the original's
     ranks made once per chunk of images, and the chunked answer is the one-piece answer."""
     import torchmetrics.functional.image as image
-    from helpers import evaluate_sanity
+    from helpers.judging import sanity as evaluate_sanity
 
     seen = {"ranks": [], "ssim": []}
     ranks, ssim = evaluate_sanity._centred_ranks, image.structural_similarity_index_measure
@@ -388,7 +388,7 @@ def test_ties_are_broken_at_random_reproducibly():
 
 @pytest.mark.parametrize("kind", ["deletion", "insertion"])
 def test_stage_images_are_the_images_the_curve_scores(tiny_cnn, tiny_batch, kind):
-    from helpers.evaluate import stage_images
+    from helpers.judging.curves import stage_images
     maps = torch.zeros(len(tiny_batch), 12, 12)
     maps[:, :6] = torch.rand(len(tiny_batch), 6, 12)          # half the map flat zero: ties broken by the seed
     curve = perturbation_curve(tiny_cnn, tiny_batch, maps, 1, kind, steps=4, seed=3)

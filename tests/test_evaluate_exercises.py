@@ -43,7 +43,7 @@ MISTAKES = {
 
 
 def test_the_reference_solutions_written_out_here_pass(capsys):
-    from helpers.exercises_judging import check_deletion_masks, check_energy_share
+    from helpers.exercises.judging import check_deletion_masks, check_energy_share
 
     check_deletion_masks(masks_variant())
     check_energy_share(share_variant())

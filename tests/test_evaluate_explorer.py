@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from helpers import ablation_cam, deletion, eigen_cam, hires_cam, insertion, occlusion, saliency, score_cam, seeded
-from helpers.evaluate import random_maps
-from helpers.evaluate_compare import LAYER_METHODS, METHODS, method_maps, score_cam_channels
+from helpers.judging.curves import random_maps
+from helpers.judging.compare import LAYER_METHODS, METHODS, method_maps, score_cam_channels
 from helpers.widgets import ComparisonExplorer
 from helpers.widgets import compare
 from helpers.widgets.compare import PERTURBATION_METHODS, REFERENCES, STAGES
@@ -90,7 +90,7 @@ def test_new_methods_are_in_the_comparison_and_score_cam_channels_follow_the_sta
 
 
 def test_a_layer_pass_of_another_photo_or_layer_is_refused(lite0, photos):
-    from helpers.cam import LayerPass
+    from helpers.methods.cam import LayerPass
 
     model, _ = lite0
     cat, coffee = photos[:1], photos[1:]

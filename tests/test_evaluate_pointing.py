@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from helpers import BoxedObject, boxed_sample_names, load_boxes
-from helpers.evaluate_pointing import box_masks, energy_pointing_game, pointing_game
+from helpers.judging.pointing import box_masks, energy_pointing_game, pointing_game
 
 
 def test_a_peak_inside_near_and_far_from_the_box():

@@ -4,7 +4,7 @@ import pytest
 import torch
 from scipy import stats
 
-from helpers.evaluate_ranking import holm, identical_groups, pairwise_table, ranking_table
+from helpers.judging.ranking import holm, identical_groups, pairwise_table, ranking_table
 
 
 def test_identical_groups_joins_equal_maps_within_rounding_and_keeps_order():
@@ -83,7 +83,7 @@ def test_pairwise_table_tests_every_pair_once_with_holm_over_all_pairs():
 def test_edge_maps_is_the_sobel_gradient_magnitude_of_the_brightness():
     from scipy import ndimage
 
-    from helpers.evaluate_ranking import edge_maps
+    from helpers.judging.ranking import edge_maps
     images = torch.rand(2, 3, 9, 11, generator=torch.Generator().manual_seed(3))
     grey = images.mean(1).numpy()
     # scipy's sobel is a correlation with the opposite sign convention; the magnitude is the same
@@ -99,7 +99,7 @@ def test_notebook_08s_explain_dataset_route_gives_the_aucs_and_maps_of_the_direc
     from torch.utils.data import TensorDataset
 
     from helpers import random_maps, seeded, top_k
-    from helpers.evaluate_compare import method_maps, score_maps
+    from helpers.judging.compare import method_maps, score_maps
     from helpers.explain import explain_dataset, load_maps
     from helpers.explain.scoring import curve_auc
 

@@ -57,7 +57,7 @@ def test_a_folder_of_photos_explained_with_a_state_dict(photo_folder, lite0, tmp
 
 
 def test_a_state_dict_whose_head_is_not_1000_classes_needs_and_takes_num_classes(photo_folder, tmp_path, capsys):
-    from helpers.models import EfficientNetLite0
+    from helpers.core.models import EfficientNetLite0
 
     torch.manual_seed(0)
     model = EfficientNetLite0(num_classes=3).eval()

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from helpers import FourierImage, deep_dream, filter_activations, maximize_activation
-from helpers.features import _transform
+from helpers.methods.features import _transform
 
 TINY_RANGE = (-1.0, 1.0)
 OFF = dict(jitter=0, scale=0, rotate=0)            # no random transforms

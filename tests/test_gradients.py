@@ -7,9 +7,9 @@ import torch
 from torch import nn
 
 from conftest import TinyCNN
-from helpers.gradients import (BASELINES, RULES, gradient_moments, input_gradients, integrated_gradients,
+from helpers.methods.gradients import (BASELINES, RULES, gradient_moments, input_gradients, integrated_gradients,
                                make_baselines, quadrature, reduce_channels, saliency, smooth_grad)
-from helpers.noise import noise_sigma, noisy_chunks
+from helpers.core.noise import noise_sigma, noisy_chunks
 
 captum_attr = pytest.importorskip("captum.attr")
 

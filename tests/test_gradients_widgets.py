@@ -1,7 +1,7 @@
 """The explorers of notebooks 04, 05 and 07: built from the pure functions, updating when a control changes."""
 import torch
 
-from helpers.gradients import integrated_gradients, saliency
+from helpers.methods.gradients import integrated_gradients, saliency
 from helpers.widgets import ImagePicker, IntegratedGradientsExplorer, SaliencyExplorer, SmoothGradExplorer
 
 

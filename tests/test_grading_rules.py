@@ -97,7 +97,7 @@ def test_feedback_says_the_check_message_first_alone_and_under_the_exercise_titl
     notebook.cells[7].outputs = [
         nbformat.v4.new_output("stream", name="stdout", text="checking\n"),
         nbformat.v4.new_output("error", ename="ExerciseError", evalue="twice: you forgot the scale",
-                               traceback=["\x1b[0;31mFile /home/teacher/course/helpers/exercises.py:41\x1b[0m",
+                               traceback=["\x1b[0;31mFile /home/teacher/course/helpers/exercises/:41\x1b[0m",
                                           "secret check source"])]
     notebook.cells[5].outputs = [nbformat.v4.new_output("error", ename="KeyboardInterrupt", evalue="",
                                                         traceback=["KeyboardInterrupt"])]
@@ -126,13 +126,13 @@ def test_an_answer_that_calls_the_course_helper_fails_and_the_helper_is_restored
         return smooth_grad(model, x, target_class, noise_level=noise_level, samples=samples)
 
     def via_the_package(model, x, target_class, noise_level, samples):
-        return helpers.gradients.smooth_grad(model, x, target_class, noise_level=noise_level, samples=samples)
+        return helpers.methods.gradients.smooth_grad(model, x, target_class, noise_level=noise_level, samples=samples)
 
     for answer in (my_smooth_grad, via_the_package):
         with pytest.raises(ExerciseError, match="calls the course's `smooth_grad`"):
             check_smooth_grad(answer, samples=8)
-    assert helpers.smooth_grad is smooth_grad is helpers.gradients.smooth_grad
-    assert smooth_grad.__module__ == "helpers.gradients" and smooth_grad.__name__ == "smooth_grad"
+    assert helpers.smooth_grad is smooth_grad is helpers.methods.gradients.smooth_grad
+    assert smooth_grad.__module__ == "helpers.methods.gradients" and smooth_grad.__name__ == "smooth_grad"
 
 
 def test_teaching_md_shows_the_points_the_notebooks_give():

@@ -7,10 +7,10 @@ import torch
 from scipy import stats
 from torch import nn
 
-from helpers.evaluate_compare import method_maps
+from helpers.judging.compare import method_maps
 from helpers.ground_truth import (bootstrap_means, centre_hits, check_part_maps, class_contrast, part_mass,
                                   part_reliance, pointing_hits, rank_agreement, score_explanations, winner)
-from helpers.synthetic import MARK_COLOUR, PARTS, World
+from helpers.ground_truth.world import MARK_COLOUR, PARTS, World
 
 
 class MarkReader(nn.Module):
@@ -110,7 +110,7 @@ def test_a_winner_is_named_only_when_its_interval_clears_every_other():
 
 
 def test_a_researchers_own_method_is_scored_in_one_call(world):
-    from helpers.synthetic_model import ShapeNet
+    from helpers.ground_truth.shapenet import ShapeNet
 
     torch.manual_seed(0)
     model = ShapeNet().eval()
@@ -129,14 +129,14 @@ def test_a_researchers_own_method_is_scored_in_one_call(world):
 
 
 def test_scoring_runs_through_explain_dataset_and_does_not_depend_on_how_the_images_are_batched(world, tmp_path):
-    from helpers.synthetic_model import ShapeNet
+    from helpers.ground_truth.shapenet import ShapeNet
 
     torch.manual_seed(0)
     model = ShapeNet().eval()
     scenes = world.sample(10, seed=1, split="test")
     runs = [score_explanations(model, world, scenes, methods=("Grad-CAM", "saliency"), chunk=chunk, progress=False,
                                out=tmp_path / str(chunk)).per_image for chunk in (4, 10)]
-    curves = ["deletion AUC", "insertion AUC"]  # their ties are broken per call (helpers.evaluate), so per batch
+    curves = ["deletion AUC", "insertion AUC"]  # their ties are broken per call (helpers.judging.curves), so per batch
     pd.testing.assert_frame_equal(runs[0].drop(columns=curves), runs[1].drop(columns=curves))
     np.testing.assert_allclose(runs[0][curves], runs[1][curves], atol=1e-3)
     assert (tmp_path / "4" / "metrics.parquet").is_file() and len(list((tmp_path / "4" / "parts").glob("*.parquet"))) == 3
@@ -151,7 +151,7 @@ def test_scoring_runs_through_explain_dataset_and_does_not_depend_on_how_the_ima
 
 
 def test_class_contrast_asks_every_method_about_each_class_and_a_classless_map_does_not_change(world):
-    from helpers.synthetic_model import ShapeNet
+    from helpers.ground_truth.shapenet import ShapeNet
 
     torch.manual_seed(0)
     model = ShapeNet().eval()

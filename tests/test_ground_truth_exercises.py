@@ -2,7 +2,7 @@
 that names it. ``tests/test_exercises.py`` runs these cases with every other check's (``MISTAKES``)."""
 import torch
 
-from helpers.synthetic import PARTS
+from helpers.ground_truth.world import PARTS
 
 
 def reliance_variant(probabilities=True, sign=1, explain_label=False):
@@ -44,7 +44,7 @@ MISTAKES = {
 
 
 def test_the_reference_solutions_written_out_here_pass(capsys):
-    from helpers.exercises_ground_truth import check_object_share, check_reliance_on
+    from helpers.exercises.ground_truth import check_object_share, check_reliance_on
 
     check_reliance_on(reliance_variant())
     check_object_share(share_variant())

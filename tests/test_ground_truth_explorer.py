@@ -2,10 +2,10 @@
 a setting already seen is served from the cache."""
 import torch
 
-from helpers.evaluate_compare import method_maps
+from helpers.judging.compare import method_maps
 from helpers.ground_truth import part_reliance
-from helpers.synthetic import World
-from helpers.synthetic_model import ShapeNet
+from helpers.ground_truth.world import World
+from helpers.ground_truth.shapenet import ShapeNet
 from helpers.widgets import GroundTruthExplorer
 
 

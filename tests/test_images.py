@@ -9,8 +9,8 @@ from PIL import Image
 
 from helpers import (BoxedObject, ImageError, Preprocess, boxed_sample_names, find_classes, imagenet_labels, load_boxes,
                      load_image, sample_names, top_k)
-from helpers import images
-from helpers.images import DATA_DIR, MAX_PIXELS, SAMPLES
+from helpers.core import images
+from helpers.core.images import DATA_DIR, MAX_PIXELS, SAMPLES
 
 
 def png_bytes(image, **save_options):

@@ -16,7 +16,7 @@ from helpers import (cam, cam_head, deep_dream, explainable_layers, filter_activ
                      gradient_moments, guided_backprop, guided_grad_cam, input_gradients, integrated_gradients,
                      load_model, maximize_activation, normalize, saliency, smooth_grad, smooth_grad_cam_pp, top_k,
                      upsample)
-from helpers.cam import LayerPass
+from helpers.methods.cam import LayerPass
 
 from conftest import TinyCNN
 
@@ -25,7 +25,7 @@ META = torch.device("meta")
 
 @pytest.fixture
 def meta_cam(monkeypatch):
-    cam_module = importlib.import_module("helpers.cam")  # `helpers.cam` is the function cam()
+    cam_module = importlib.import_module("helpers.methods.cam")  # `helpers.methods.cam` is the function cam()
     monkeypatch.setattr(cam_module, "_is_spatial_mean", lambda pooled, features: True)
 
 

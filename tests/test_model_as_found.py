@@ -8,7 +8,7 @@ from torch import nn
 from conftest import TinyCNN
 from helpers import (ablation_cam, eigen_cam, explainable_layers, grad_cam, grad_cam_pp, integrated_gradients,
                      occlusion, saliency, score_cam, smooth_grad, smooth_grad_cam_pp)
-from helpers.evaluate_sanity import cascade_layers, randomisation_cascade
+from helpers.judging.sanity import cascade_layers, randomisation_cascade
 from model_state import ModelState
 
 

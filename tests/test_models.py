@@ -8,7 +8,7 @@ import torchvision
 
 from helpers import (EfficientNetLite0, WeightsUnavailableError, explainable_layers, imagenet_labels, load_model,
                      resolve_layer, top_k)
-from helpers.models import lite0_weights_path
+from helpers.core.models import lite0_weights_path
 
 
 def test_same_logits_as_the_reference_package(lite0, photos):

@@ -21,7 +21,7 @@ import nbformat
 import pytest
 import torch
 
-from helpers.hooks import DEVICE_VARIABLE
+from helpers.core.hooks import DEVICE_VARIABLE
 from test_exercises import CHECKS, SOLUTIONS, solution
 
 ROOT = Path(__file__).resolve().parent.parent

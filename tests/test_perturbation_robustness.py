@@ -47,15 +47,15 @@ def test_ablation_cam_through_an_in_place_residual_equals_the_loop(wrapped):
 
 
 def test_ablation_cam_falls_back_to_whole_passes_on_any_failure_of_the_replay(tiny_cnn, tiny_batch, monkeypatch):
-    import helpers.perturbation
-    replay, attempts = helpers.perturbation.run_suffix, []
+    import helpers.methods.perturbation
+    replay, attempts = helpers.methods.perturbation.run_suffix, []
 
     def refuses_replays(model, x, kept, *args):
         attempts.append(bool(kept))
         if kept:
             raise AssertionError("a check on the batch in some research model")  # not a RuntimeError
         return replay(model, x, kept, *args)
-    monkeypatch.setattr(helpers.perturbation, "run_suffix", refuses_replays)
+    monkeypatch.setattr(helpers.methods.perturbation, "run_suffix", refuses_replays)
     ours = ablation_cam(tiny_cnn, tiny_batch, 1, "features.2", batch_size=4, progress=False)
     assert attempts[:2] == [True, False] and not any(attempts[2:])   # one failed replay, then whole passes
     assert_close(ours, ablation_cam_loop(tiny_cnn, tiny_batch, 1, "features.2", list(range(6))))

@@ -7,9 +7,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 CELLS = {
-    "a loop over chunks": "from helpers.noise import row_chunks\n"
+    "a loop over chunks": "from helpers.core.noise import row_chunks\n"
                           "rows = [len(r) for r in row_chunks(40, 8, 'cpu', progress=True, description='rows')]",
-    "a bar updated by hand": "from helpers.noise import progress_bar\n"
+    "a bar updated by hand": "from helpers.core.noise import progress_bar\n"
                              "with progress_bar(total=6, desc='steps', leave=False) as bar:\n"
                              "    for _ in range(6):\n"
                              "        bar.update()",

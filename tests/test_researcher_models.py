@@ -9,8 +9,8 @@ from torch import nn
 from conftest import TinyCNN
 from helpers import (ablation_cam, cam, eigen_cam, explainable_layers, grad_cam, grad_cam_pp, guided_backprop,
                      integrated_gradients, saliency, score_cam, smooth_grad)
-from helpers.cam import LayerPass
-from helpers.evaluate_sanity import cascade_layers, randomisation_cascade
+from helpers.methods.cam import LayerPass
+from helpers.judging.sanity import cascade_layers, randomisation_cascade
 from model_state import no_hooks_left
 
 

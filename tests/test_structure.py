@@ -1,4 +1,5 @@
-"""helpers' modules import one way: core ← methods ← widgets ← course tools (exercises, classroom).
+"""helpers' folders import one way: core ← methods ← judging ← data sets (explain, ground_truth) ←
+widgets ← course tools (exercises, classroom).
 
 The import graph is read from the source with ``ast``, counting every import, also those inside a
 function: a deferred import hides a circle from Python (it runs), not from a reader or a refactoring.
@@ -13,11 +14,12 @@ ROOT = Path(__file__).resolve().parent.parent
 # Each floor may import its own floor and the ones below it, never one above. A module that is not
 # listed is taken to be a method: it may use the core and other methods, and the core may not use it.
 FLOORS = [
-    ("core", {"frozen", "layers", "hooks", "targets", "maps", "noise", "images", "models", "plot"}),
-    ("methods", {"cam", "gradients", "features"}),
+    ("core", {"core"}),
+    ("methods", {"methods"}),
+    ("judging", {"judging"}),
+    ("data sets", {"explain", "ground_truth"}),
     ("widgets", {"widgets"}),
-    ("course", {"exercises", "exercises_judging", "exercises_variants", "exercises_ground_truth",
-                "classroom"}),
+    ("course", {"exercises", "classroom"}),
 ]
 DEFAULT_FLOOR = 1
 
@@ -88,7 +90,7 @@ def floor_of(module: str) -> int:
 def test_helpers_have_no_import_circle():
     graph = import_graph(ROOT / "helpers")
     graph.pop("", None)  # helpers/__init__ gathers the public names of every module: the top of the house
-    assert {"hooks", "models", "images", "cam", "widgets.cam"} <= set(graph)  # the graph is read at all
+    assert {"core.hooks", "core.models", "core.images", "methods.cam", "widgets.cam"} <= set(graph)  # the graph is read at all
     cycle = find_cycle(graph)
     assert cycle is None, "import circle: " + " → ".join(cycle)
 
@@ -98,7 +100,7 @@ def test_helpers_import_downwards_only():
     graph.pop("", None)
     upward = [f"{a} ({FLOORS[floor_of(a)][0]}) imports {b} ({FLOORS[floor_of(b)][0]})"
               for a, targets in sorted(graph.items()) for b in sorted(targets) if floor_of(b) > floor_of(a)]
-    assert not upward, "imports must run core ← methods ← widgets ← course: " + "; ".join(upward)
+    assert not upward, "imports must run core ← methods ← judging ← data sets ← widgets ← course: " + "; ".join(upward)
 
 
 def test_the_checks_find_a_circle_hidden_in_a_function_and_an_upward_import(tmp_path):
@@ -124,18 +126,19 @@ def test_the_checks_find_a_circle_hidden_in_a_function_and_an_upward_import(tmp_
     for name in ("maps", "cam"):
         graph.pop(name)
     assert find_cycle(graph) == ["hooks", "models", "images", "hooks"]
-    assert floor_of("maps") < floor_of("cam") < floor_of("widgets.cam") < floor_of("exercises")
+    assert (floor_of("core.maps") < floor_of("methods.cam") < floor_of("judging.curves")
+            < floor_of("explain.engine") < floor_of("widgets.cam") < floor_of("exercises.cam"))
     assert floor_of("evaluate") == DEFAULT_FLOOR
 
 
 @pytest.mark.parametrize("name", ["resolve_layer", "explainable_layers", "LayerInfo"])
 def test_layer_lookup_keeps_its_old_address(name):
-    """resolve_layer and friends moved from helpers.models to helpers.layers; both paths still work."""
+    """resolve_layer and friends moved from helpers.core.models to helpers.core.layers; both paths still work."""
     import helpers
-    import helpers.layers
-    import helpers.models
+    import helpers.core.layers
+    import helpers.core.models
 
-    assert getattr(helpers, name) is getattr(helpers.layers, name) is getattr(helpers.models, name)
+    assert getattr(helpers, name) is getattr(helpers.core.layers, name) is getattr(helpers.core.models, name)
 
 
 def test_the_suites_schedule_names_files_that_exist():

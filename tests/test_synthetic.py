@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from helpers.synthetic import DISTRACTOR_SHAPES, PARTS, SHAPES, World, _inside
+from helpers.ground_truth.world import DISTRACTOR_SHAPES, PARTS, SHAPES, World, _inside
 
 
 @pytest.fixture(scope="module")

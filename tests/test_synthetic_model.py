@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from helpers import cam, cam_head
-from helpers.synthetic_model import (WEIGHTS, ShapeNet, load_shape_model, make_world, held_out_accuracy, train,
+from helpers.ground_truth.shapenet import (WEIGHTS, ShapeNet, load_shape_model, make_world, held_out_accuracy, train,
                                      training_log)
 
 REPLAYED_STEPS = 40   # of the shipped 1000: a few seconds; the full run's accuracy is checked on the shipped weights
@@ -53,5 +53,5 @@ def test_weights_are_plain_state_dicts_and_bad_kinds_are_refused(tmp_path):
     assert set(state) == set(ShapeNet().state_dict())
     with pytest.raises(ValueError, match="unknown model kind"):
         load_shape_model("dirty")
-    with pytest.raises(FileNotFoundError, match="python -m helpers.synthetic_model"):
+    with pytest.raises(FileNotFoundError, match="python -m helpers.ground_truth.shapenet"):
         load_shape_model("clean", path=tmp_path / "missing.pt")

@@ -6,9 +6,9 @@ import os
 import sys
 from pathlib import Path
 
-from ..hooks import default_device
-from ..images import ImageError
-from ..models import WeightsUnavailableError, available_models, load_model
+from ..core.hooks import default_device
+from ..core.images import ImageError
+from ..core.models import WeightsUnavailableError, available_models, load_model
 from .batches import ImageTransform
 from .distributed import local_device
 from .engine import BatchFailed, explain_dataset
@@ -48,7 +48,7 @@ def generated_set(spec: str, preprocess):
     ``generated:N``; items ``(image, class, part masks)`` (:func:`helpers.ground_truth.ground_truth_data`), the
     deciding object's mask first, so ``pointing`` and ``energy`` score the maps against the object that decides
     the class."""
-    from ..ground_truth import evaluation_scenes, ground_truth_data
+    from ..ground_truth.measures import evaluation_scenes, ground_truth_data
 
     if spec and not spec.isdigit():
         raise ValueError(f"generated:{spec}: give a number of images, e.g. generated:500")
@@ -58,8 +58,8 @@ def generated_set(spec: str, preprocess):
 def shape_model(kind: str):
     """Notebook 10's ShapeNet ``kind`` (``clean`` or ``shortcut``): its images are model input as they are."""
     def load(device):
-        from ..images import Preprocess
-        from ..synthetic_model import load_shape_model
+        from ..core.images import Preprocess
+        from ..ground_truth.shapenet import load_shape_model
 
         return load_shape_model(kind, device), Preprocess(64, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
     return load

@@ -10,9 +10,9 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from ..hooks import explaining, model_device
-from ..layers import resolve_layer
-from ..noise import check_count, default_batch_size, progress_bar
+from ..core.hooks import explaining, model_device
+from ..core.layers import resolve_layer
+from ..core.noise import check_count, default_batch_size, progress_bar
 from .batches import Batch, as_dataset, batch_loader, explain_collate_error, plan_batches, split_batch
 from .distributed import World, process_group
 from .scoring import resolve_methods, resolve_metrics, takes_indices

@@ -31,11 +31,11 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..evaluate import deletion, insertion
-from ..evaluate_compare import METHODS, method_maps
-from ..evaluate_pointing import energy_share
-from ..layers import explainable_layers
-from ..maps import upsample
+from ..core.layers import explainable_layers
+from ..core.maps import upsample
+from ..judging.compare import METHODS, method_maps
+from ..judging.curves import deletion, insertion
+from ..judging.pointing import energy_share
 
 __all__ = ["METHOD_NAMES", "METRIC_NAMES", "resolve_methods", "resolve_metrics", "default_layer", "random_method",
            "image_noise", "takes_indices", "curve_auc", "pointing", "energy"]

@@ -1,5 +1,5 @@
 """Explorers for notebooks 01–03: CAM, Grad-CAM (with counterfactual and guided maps), Grad-CAM++ and
-Smooth Grad-CAM++, each built on the pure functions of :mod:`helpers.cam` and on the explorers'
+Smooth Grad-CAM++, each built on the pure functions of :mod:`helpers.methods.cam` and on the explorers'
 shared skeleton (:class:`helpers.widgets.common.ClassMapExplorer`: photo and class pickers, a
 picture, a status line, results cached per class and setting).
 
@@ -14,12 +14,12 @@ from collections import OrderedDict
 import ipywidgets as w
 import torch
 
-from ..cam import LayerPass, cam, cam_head, guided_backprop, smooth_grad_cam_pp
-from ..hooks import explaining
-from ..images import imagenet_labels
-from ..maps import upsample
-from ..layers import explainable_layers
-from ..plot import overlay, signed_scale
+from ..core.hooks import explaining
+from ..core.images import imagenet_labels
+from ..core.layers import explainable_layers
+from ..core.maps import upsample
+from ..core.plot import overlay, signed_scale
+from ..methods.cam import LayerPass, cam, cam_head, guided_backprop, smooth_grad_cam_pp
 from .common import ClassMapExplorer
 
 __all__ = ["CamExplorer", "GradCamExplorer", "GradCamPPExplorer", "parse_neurons", "signed_picture"]

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import ipywidgets as w
 
-from ..cam_variants import GRADIENT_VARIANTS, eigen_cam
-from ..perturbation import PERTURBATION_METHODS
+from ..methods.cam_variants import GRADIENT_VARIANTS, eigen_cam
+from ..methods.perturbation import PERTURBATION_METHODS
 from .cam import _CamFamilyExplorer, _layer_choices, _layer_dropdown
 
 __all__ = ["CamVariantsExplorer"]

@@ -9,8 +9,8 @@ import io
 
 import ipywidgets as w
 
-from ..hooks import model_device
-from ..images import ImageError, imagenet_labels, load_image, sample_names, top_k
+from ..core.hooks import model_device
+from ..core.images import ImageError, imagenet_labels, load_image, sample_names, top_k
 
 __all__ = ["Explorer", "ImagePicker", "ClassPicker", "ClassMapExplorer", "figure_png"]
 

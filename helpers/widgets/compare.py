@@ -1,8 +1,8 @@
 """Notebook 08's explorer: every method of the course on one photo and one class, side by side, each
 map with its deletion and insertion AUC, and the random orderings they must beat.
 
-The maps come from :func:`helpers.evaluate_compare.method_maps`, the scores from
-:func:`helpers.evaluate_compare.score_maps`: the same recipe as the notebook's ranking.
+The maps come from :func:`helpers.judging.compare.method_maps`, the scores from
+:func:`helpers.judging.compare.score_maps`: the same recipe as the notebook's ranking.
 
 A learner moving a control expects an answer in about a second, and the whole comparison costs far
 more (each map's two curves are ``2 (steps + 1)`` forward passes; Score-CAM, Ablation-CAM and Occlusion
@@ -32,10 +32,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..evaluate import random_maps
-from ..evaluate_compare import LAYER_METHODS, METHODS, method_maps, score_cam_channels, score_maps
-from ..images import imagenet_labels
-from ..maps import normalize, upsample
+from ..core.images import imagenet_labels
+from ..core.maps import normalize, upsample
+from ..judging.compare import LAYER_METHODS, METHODS, method_maps, score_cam_channels, score_maps
+from ..judging.curves import random_maps
 from .cam import _activation_layers, _CamFamilyExplorer, _layer_dropdown
 from .common import figure_png
 
@@ -63,7 +63,7 @@ def _jpeg(pixels: np.ndarray) -> bytes:
 
 
 def overlay_picture(crop, heat: torch.Tensor, scale: str = "minmax", alpha: float = 0.5) -> bytes:
-    """``heat`` over ``crop`` as :func:`helpers.plot.overlay` draws it (jet at ``alpha``, scaled by
+    """``heat`` over ``crop`` as :func:`helpers.core.plot.overlay` draws it (jet at ``alpha``, scaled by
     :func:`helpers.normalize`), as JPEG bytes: blended with numpy rather than a matplotlib figure, which
     costs a hundred times more per panel."""
     import matplotlib

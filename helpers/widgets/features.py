@@ -6,10 +6,10 @@ import time
 import ipywidgets as w
 import torch
 
-from ..features import filter_activations, maximize_activation
-from ..hooks import model_device
-from ..layers import explainable_layers
-from ..plot import overlay
+from ..core.hooks import model_device
+from ..core.layers import explainable_layers
+from ..core.plot import overlay
+from ..methods.features import filter_activations, maximize_activation
 from .common import Explorer, ImagePicker, figure_png
 
 __all__ = ["FeatureExplorer"]

@@ -11,11 +11,11 @@ from __future__ import annotations
 import ipywidgets as w
 import torch
 
-from ..gradients import (RULES, VARIANTS, gradient_moments, integrated_gradients, make_baselines, reduce_channels,
-                         saliency)
-from ..images import imagenet_labels
-from ..maps import normalize
-from ..plot import draw_maps, signed_scale
+from ..core.images import imagenet_labels
+from ..core.maps import normalize
+from ..core.plot import draw_maps, signed_scale
+from ..methods.gradients import (RULES, VARIANTS, gradient_moments, integrated_gradients, make_baselines,
+                                 reduce_channels, saliency)
 from .common import ClassMapExplorer
 
 __all__ = ["SaliencyExplorer", "SmoothGradExplorer", "IntegratedGradientsExplorer"]

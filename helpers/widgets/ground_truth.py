@@ -11,11 +11,11 @@ from __future__ import annotations
 import ipywidgets as w
 import numpy as np
 
-from ..evaluate_compare import LAYER_METHODS, METHODS, method_maps
-from ..ground_truth import SCORING, part_mass, part_reliance
-from ..maps import upsample
-from ..plot import overlay
-from ..synthetic import PARTS, Scene, World
+from ..core.maps import upsample
+from ..core.plot import overlay
+from ..ground_truth.measures import SCORING, part_mass, part_reliance
+from ..ground_truth.world import PARTS, Scene, World
+from ..judging.compare import LAYER_METHODS, METHODS, method_maps
 from .common import Explorer, figure_png
 
 __all__ = ["GroundTruthExplorer"]

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import ipywidgets as w
 
-from ..images import top_k
-from ..hooks import model_device
+from ..core.hooks import model_device
+from ..core.images import top_k
 from .common import Explorer, ImagePicker, figure_png
 
 __all__ = ["PredictionExplorer"]

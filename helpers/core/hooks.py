@@ -6,7 +6,7 @@ because ``register_full_backward_hook`` refuses modules whose output is modified
 (``ReLU(inplace=True)`` in torchvision ResNets and VGGs). Hooks are removed on exit, also when the
 body raises.
 
-``explaining(model)`` (from :mod:`helpers.frozen`) holds a model still for an explanation and gives it
+``explaining(model)`` (from :mod:`helpers.core.frozen`) holds a model still for an explanation and gives it
 back as it was found.
 """
 from __future__ import annotations

@@ -21,9 +21,9 @@ import numpy as np
 import torch
 import torchvision.transforms.functional as TF
 
-from .hooks import check_batch, check_finite, explaining, require_autograd
-from .noise import batch_chunks, check_count, default_batch_size, noisy_chunks, row_chunks, rows_per_pass
-from .targets import prepare_target, target_scores
+from ..core.hooks import check_batch, check_finite, explaining, require_autograd
+from ..core.noise import batch_chunks, check_count, default_batch_size, noisy_chunks, row_chunks, rows_per_pass
+from ..core.targets import prepare_target, target_scores
 
 __all__ = [
     "input_gradients", "saliency", "reduce_channels", "REDUCTIONS",
@@ -153,7 +153,7 @@ def gradient_moments(model, x: torch.Tensor, target, noise_level: float = 0.15, 
       \varepsilon_k \sim \mathcal N(0, \sigma^2 I),\ \sigma = \text{noise\_level} \times (\max x - \min x).$$
 
     Every SmoothGrad variant is a function of these two (see :data:`VARIANTS`). The copies come from
-    :func:`helpers.noise.noisy_chunks`, ``batch_size`` at a time; a CPU ``generator`` makes them
+    :func:`helpers.core.noise.noisy_chunks`, ``batch_size`` at a time; a CPU ``generator`` makes them
     reproducible and independent of ``batch_size`` (``None``: 8 rows on a CPU, 32 on a GPU).
     """
     return _gradient_moments(model, *_checked(model, x, target, "SmoothGrad"), noise_level, samples, batch_size,

@@ -8,9 +8,9 @@ from typing import Callable
 
 import torch
 
-from .evaluate import pixel_ranks, stage_counts
-from .evaluate_pointing import energy_pointing_game
-from .exercises import ExerciseError, _separable, input_left_alone, run_check
+from ..judging.curves import pixel_ranks, stage_counts
+from ..judging.pointing import energy_pointing_game
+from .common import ExerciseError, _separable, input_left_alone, run_check
 
 __all__ = ["check_deletion_masks", "check_energy_share"]
 

@@ -29,12 +29,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..core.hooks import check_batch, explaining, record, require_autograd
+from ..core.layers import channels_last, check_hookable, explainable_layers, resolve_layer
+from ..core.maps import upsample
+from ..core.noise import batch_chunks, noisy_chunks, rows_per_pass
+from ..core.targets import ClassIndices, Target, check_logits, prepare_target, target_scores
 from .gradients import _checked, _input_gradients_by_chunks
-from .hooks import check_batch, explaining, record, require_autograd
-from .maps import upsample
-from .layers import channels_last, check_hookable, explainable_layers, resolve_layer
-from .noise import batch_chunks, noisy_chunks, rows_per_pass
-from .targets import ClassIndices, Target, check_logits, prepare_target, target_scores
 
 __all__ = [
     "cam", "cam_head", "CamHead", "CamHeadError", "grad_cam", "grad_cam_pp", "smooth_grad_cam_pp",
@@ -250,7 +250,7 @@ def _by_chunks(model: nn.Module, x: torch.Tensor, target: Target, layer, explain
 def _check_feature_map(model: nn.Module, name: str, activations: torch.Tensor, x: torch.Tensor):
     """A clear error unless the layer's output is a spatial feature map ``(N, C, h, w)`` with ``h·w > 1``, its
     channels first: the only kind whose channels can be weighted into a map. Its shape decides, with no device
-    round trip; only a shape that could be channels last costs a probe (:func:`helpers.layers.channels_last`)."""
+    round trip; only a shape that could be channels last costs a probe (:func:`helpers.core.layers.channels_last`)."""
     shape = tuple(activations.shape)
     spatial = activations.ndim == 4 and shape[2] * shape[3] > 1
     if spatial and not channels_last(model, name, shape, tuple(x.shape)):

@@ -27,9 +27,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .hooks import check_batch, explaining, model_device, record, require_autograd
-from .layers import resolve_layer
-from .noise import progress_bar
+from ..core.hooks import check_batch, explaining, model_device, record, require_autograd
+from ..core.layers import resolve_layer
+from ..core.noise import progress_bar
 
 __all__ = ["Ascent", "filter_activations", "maximize_activation", "deep_dream", "FourierImage", "OBJECTIVES"]
 

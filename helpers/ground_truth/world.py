@@ -31,7 +31,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from .images import load_image, sample_names
+from ..core.images import load_image, sample_names
 
 __all__ = ["SHAPES", "DISTRACTOR_SHAPES", "PARTS", "SPLITS", "MIN_SIZE", "Scene", "PartMasks", "World",
            "photo_bank"]

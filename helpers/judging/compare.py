@@ -21,13 +21,13 @@ from typing import NamedTuple
 
 import torch
 
-from .cam import LayerPass, cam, guided_backprop, smooth_grad_cam_pp
-from .cam_variants import GRADIENT_VARIANTS, eigen_cam
-from .evaluate import Curve, deletion, insertion
-from .gradients import integrated_gradients, reduce_channels, saliency, smooth_grad
-from .layers import resolve_layer
-from .maps import upsample
-from .perturbation import ablation_cam, occlusion, score_cam
+from ..core.layers import resolve_layer
+from ..core.maps import upsample
+from ..methods.cam import LayerPass, cam, guided_backprop, smooth_grad_cam_pp
+from ..methods.cam_variants import GRADIENT_VARIANTS, eigen_cam
+from ..methods.gradients import integrated_gradients, reduce_channels, saliency, smooth_grad
+from ..methods.perturbation import ablation_cam, occlusion, score_cam
+from .curves import Curve, deletion, insertion
 
 __all__ = ["METHODS", "LAYER_METHODS", "method_maps", "score_cam_channels", "Scores", "score_maps"]
 
@@ -106,7 +106,7 @@ def _check_layer_pass(run: LayerPass, model, x: torch.Tensor, layer) -> None:
 
 
 class Scores(NamedTuple):
-    """One method's deletion and insertion curves (see :class:`helpers.evaluate.Curve`)."""
+    """One method's deletion and insertion curves (see :class:`helpers.judging.curves.Curve`)."""
 
     deletion: Curve
     insertion: Curve

@@ -41,11 +41,11 @@ from typing import Callable, NamedTuple
 import torch
 from torch import nn
 
-from .evaluate import check_maps
-from .hooks import check_batch, explaining
-from .layers import check_hookable
-from .maps import normalize, upsample
-from .noise import check_count, default_batch_size, progress_bar
+from ..core.hooks import check_batch, explaining
+from ..core.layers import check_hookable
+from ..core.maps import normalize, upsample
+from ..core.noise import check_count, default_batch_size, progress_bar
+from .curves import check_maps
 
 __all__ = ["CascadeResult", "cascade_layers", "randomise", "map_similarity", "randomisation_cascade"]
 
@@ -298,7 +298,7 @@ def randomisation_cascade(model: nn.Module, x: torch.Tensor, target,
 
 
 def _checked(maps, x: torch.Tensor) -> torch.Tensor:
-    """``maps`` checked as :func:`helpers.evaluate.check_maps` does, kept at their own resolution."""
+    """``maps`` checked as :func:`helpers.judging.curves.check_maps` does, kept at their own resolution."""
     check_maps(maps, x)
     maps = maps.detach().to(device=x.device)
     return maps if maps.is_floating_point() else maps.float()

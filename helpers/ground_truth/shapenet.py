@@ -1,10 +1,10 @@
-"""The small CNN of notebook 10 and how it is trained, seeded, on images of :mod:`helpers.synthetic`.
+"""The small CNN of notebook 10 and how it is trained, seeded, on images of :mod:`helpers.ground_truth.world`.
 
 ``ShapeNet`` ends in global average pooling and one linear layer, so CAM applies; its five blocks
 (``block1`` … ``block5``, each ``conv`` → ``bn`` → ``act``) are the layers the explorer offers.
 Two trained copies ship in ``data/`` (:data:`WEIGHTS`): ``"clean"``, trained on the clean world, and
 ``"shortcut"``, trained on the world whose training split marks 90 % of the discs (and nothing else).
-``python -m helpers.synthetic_model`` retrains both from their seeds and writes the files again.
+``python -m helpers.ground_truth.shapenet`` retrains both from their seeds and writes the files again.
 """
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .images import DATA_DIR
-from .noise import progress_bar
-from .synthetic import World
+from ..core.images import DATA_DIR
+from ..core.noise import progress_bar
+from .world import World
 
 __all__ = ["ShapeNet", "WORLDS", "WEIGHTS", "TRAINING", "TRAINING_LOG", "TrainingLog", "make_world", "train",
            "load_shape_model", "accuracy", "held_out_accuracy", "training_log"]
@@ -104,7 +104,7 @@ def load_shape_model(kind: str = "clean", device=None, path: str | Path | None =
         raise ValueError(f"unknown model kind {kind!r}: choose from {tuple(WORLDS)}")
     path = Path(path) if path is not None else WEIGHTS[kind]
     if not path.is_file():
-        raise FileNotFoundError(f"no weights at {path}: run `python -m helpers.synthetic_model` to train them")
+        raise FileNotFoundError(f"no weights at {path}: run `python -m helpers.ground_truth.shapenet` to train them")
     model = ShapeNet(len(make_world(kind).classes))
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return model.to(device).eval()

@@ -1,5 +1,5 @@
 r"""The CAM variants people meet in pytorch-grad-cam and captum, from the same forward and backward pass as
-Grad-CAM (:class:`helpers.cam.LayerPass`); only the way gradients :math:`g = \partial S/\partial A` and
+Grad-CAM (:class:`helpers.methods.cam.LayerPass`); only the way gradients :math:`g = \partial S/\partial A` and
 activations :math:`A` are combined differs:
 
 ==============  ==========================================================================================
@@ -20,11 +20,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..core.hooks import check_batch, explaining
+from ..core.noise import rows_per_pass
+from ..core.targets import Target
 from .cam import LayerPass, _as_target, _by_chunks
-from .hooks import check_batch, explaining
-from .noise import rows_per_pass
 from .perturbation import _compute_dtype, _layer_passes
-from .targets import Target
 
 __all__ = ["hires_cam", "xgrad_cam", "layer_cam", "eigen_cam", "GRADIENT_VARIANTS"]
 

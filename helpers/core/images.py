@@ -30,9 +30,9 @@ __all__ = [
 
 # The photos: data/ beside helpers/ in a checkout (or an editable install); helpers/data/ in an installed wheel,
 # which ships them as package data (pyproject.toml).
-DATA_DIR = next((folder for folder in (Path(__file__).resolve().parent / "data",
-                                       Path(__file__).resolve().parent.parent / "data")
-                 if (folder / "ATTRIBUTION.md").is_file()), Path(__file__).resolve().parent.parent / "data")
+DATA_DIR = next((folder for folder in (Path(__file__).resolve().parents[1] / "data",
+                                       Path(__file__).resolve().parents[2] / "data")
+                 if (folder / "ATTRIBUTION.md").is_file()), Path(__file__).resolve().parents[2] / "data")
 SAMPLES = {
     "cat": "cat.png",
     "coffee": "coffee.png",

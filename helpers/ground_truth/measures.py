@@ -2,7 +2,7 @@ r"""Judging maps against what the model is known to rely on (notebook 10).
 
 **Ground truth by intervention.** For image :math:`x` and the class :math:`c` the model predicts, the
 reliance on a part is the drop of the class probability when the image is drawn again without that part
-(:meth:`helpers.synthetic.World.render` with ``without=part``): :math:`R_\text{part} = p_c(x) - p_c(x_{\setminus
+(:meth:`helpers.ground_truth.world.World.render` with ``without=part``): :math:`R_\text{part} = p_c(x) - p_c(x_{\setminus
 \text{part}})`. It is a fact about *this model*, not about what a person would point at.
 
 **Figures of merit of a map** :math:`M` (its positive part :math:`M^+`, at the image's resolution):
@@ -14,7 +14,7 @@ reliance on a part is the drop of the class probability when the image is drawn 
 - *pointing*: whether the map's maximum lies on the object (among tied maxima one is drawn at random, seeded,
   so a flat map hits as often as the object's area predicts); references: the centre pixel, and the uniform map
   (expected hit rate = the object's area);
-- *deletion* and *insertion* AUC (:mod:`helpers.evaluate`, notebook 08's proxies) on the same images.
+- *deletion* and *insertion* AUC (:mod:`helpers.judging.curves`, notebook 08's proxies) on the same images.
 
 Every mean gets a 95 % percentile-bootstrap interval over images (:func:`bootstrap_means`), and a method is
 named the winner of a figure only when its interval lies clear of every other method's (:func:`winner`).
@@ -32,14 +32,14 @@ import pandas as pd
 import torch
 from torch.utils.data import TensorDataset
 
-from .evaluate_compare import METHODS, method_maps
-from .explain import explain_dataset
-from .explain.scoring import curve_auc, pointing, random_method
-from .hooks import explaining, model_device
-from .images import DATA_DIR
-from .maps import upsample
-from .synthetic import PARTS, PartMasks, Scene, World
-from .synthetic_model import WORLDS, load_shape_model, make_world
+from ..core.hooks import explaining, model_device
+from ..core.images import DATA_DIR
+from ..core.maps import upsample
+from ..explain import explain_dataset
+from ..explain.scoring import curve_auc, pointing, random_method
+from ..judging.compare import METHODS, method_maps
+from .shapenet import WORLDS, load_shape_model, make_world
+from .world import PARTS, PartMasks, Scene, World
 
 __all__ = ["Reliance", "part_reliance", "check_part_maps", "part_mass", "object_share", "rank_agreement",
            "pointing_hits", "centre_hits", "bootstrap_means", "winner", "FIGURES", "REFERENCES",
@@ -245,7 +245,7 @@ def score_explanations(model, world: World, scenes: Scene, *, methods=METHODS,
     :func:`helpers.explain_dataset` over :func:`ground_truth_data` (``chunk`` images a batch): the route to
     scoring any data set with masks.
 
-    ``methods``: names from :data:`helpers.evaluate_compare.METHODS`, computed by ``method_maps`` at ``layer``
+    ``methods``: names from :data:`helpers.judging.compare.METHODS`, computed by ``method_maps`` at ``layer``
     (``samples`` noisy copies, ``ig_steps`` path points, Occlusion's window and stride in pixels);
     ``extra``: your own methods, ``{name: explain(model, x, target) → maps (N, h, w)}``, scored the same way;
     ``references``: add random orderings at pixel level and on the layer's grid. ``target``: the class

@@ -8,9 +8,9 @@ import torch
 
 from torch import nn
 
-from .cam import LayerPass
-from .cam_variants import layer_cam
-from .exercises import _separable, run_check
+from ..methods.cam import LayerPass
+from ..methods.cam_variants import layer_cam
+from .common import _separable, run_check
 
 __all__ = ["check_layer_cam_map"]
 

@@ -11,7 +11,7 @@ Every perturbed copy is one row of a batched forward pass, ``batch_size`` rows a
 convention as the noise methods: ``None`` takes :func:`helpers.default_batch_size`, 8 on a CPU, 32 on an
 accelerator), so memory is bounded by the chunk, not by the number of channels, patches or images (the
 clean passes are chunked too). A model that normalises with the batch's own statistics in eval mode runs one
-row per pass, with a warning (:func:`helpers.noise.rows_per_pass`). A grid target ``(N, K)`` costs nothing
+row per pass, with a warning (:func:`helpers.core.noise.rows_per_pass`). A grid target ``(N, K)`` costs nothing
 extra: every masked pass gives all logits. No gradient is computed; weights are formed in float32 at least.
 
 >>> score_cam(model, x, 285, layer="blocks.15", channels=range(64))     # (N, 7, 7), 64 passes per image
@@ -28,13 +28,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..core.hooks import check_batch, explaining, record
+from ..core.layers import resolve_layer
+from ..core.maps import normalize, upsample
+from ..core.noise import row_chunks as _chunks, rows_per_pass
+from ..core.targets import Target, check_logits, prepare_target, target_scores
 from .cam import _as_target, _check_feature_map
-from .hooks import check_batch, explaining, record
-from .layers import resolve_layer
-from .maps import normalize, upsample
-from .noise import row_chunks as _chunks, rows_per_pass
 from .prefix import recording_prefix, run_suffix
-from .targets import Target, check_logits, prepare_target, target_scores
 
 __all__ = ["score_cam", "ablation_cam", "occlusion", "PERTURBATION_METHODS"]
 
@@ -222,7 +222,7 @@ def ablation_cam(model: nn.Module, x: torch.Tensor, target: Target, layer, *, ch
     (Dividing by :math:`S` rescales every weight of an image alike; a score near 0 makes the weights large,
     a negative one flips the map, and a score of exactly 0 is refused.) Each row of a chunk is one image with
     one channel zeroed. The network runs once per chunk of images; the modules that finished before the
-    explained layer keep their outputs (:mod:`helpers.prefix`), and every ablated row runs only the part of the
+    explained layer keep their outputs (:mod:`helpers.methods.prefix`), and every ablated row runs only the part of the
     network after the layer, handed a fresh copy of the activations. Where that replay fails (a scripted
     module, an output without one row per image), the whole network runs for every row instead.
 

@@ -27,7 +27,7 @@ from typing import NamedTuple, Sequence
 
 import torch
 
-from .maps import box_mask
+from ..core.maps import box_mask
 
 __all__ = ["PointingResult", "check_boxes", "box_masks", "pointing_game", "energy_pointing_game", "energy_share"]
 
@@ -106,7 +106,7 @@ def check_boxes(boxes: Sequence, size, count: int | None = None) -> list[torch.T
 
 
 def box_masks(boxes: Sequence, size) -> torch.Tensor:
-    """``(N, H, W)`` booleans: the pixels covered by any box of each image (:func:`helpers.maps.box_mask`)."""
+    """``(N, H, W)`` booleans: the pixels covered by any box of each image (:func:`helpers.core.maps.box_mask`)."""
     return torch.stack([torch.stack([box_mask(box.tolist(), size) for box in image_boxes]).any(0)
                         for image_boxes in check_boxes(boxes, size)])
 

@@ -23,11 +23,11 @@ from typing import NamedTuple
 
 import torch
 
-from .gradients import make_baselines
-from .hooks import check_batch, explaining
-from .maps import upsample
-from .noise import default_batch_size, progress_bar, seeded
-from .targets import ClassIndices, prepare_target, target_scores
+from ..core.hooks import check_batch, explaining
+from ..core.maps import upsample
+from ..core.noise import default_batch_size, progress_bar, seeded
+from ..core.targets import ClassIndices, prepare_target, target_scores
+from ..methods.gradients import make_baselines
 
 __all__ = ["Curve", "CURVES", "ORDERS", "METRIC_BASELINES", "check_maps", "pixel_ranks", "stage_counts",
            "metric_baseline", "random_maps", "perturbation_curve", "stage_images", "deletion", "insertion"]

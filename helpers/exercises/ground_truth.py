@@ -6,9 +6,9 @@ from typing import Callable
 
 import torch
 
-from .exercises import _separable, _small_cnn, input_left_alone, run_check
-from .ground_truth import object_share, part_reliance
-from .synthetic import PARTS, World
+from ..ground_truth.measures import object_share, part_reliance
+from ..ground_truth.world import PARTS, World
+from .common import _separable, _small_cnn, input_left_alone, run_check
 
 __all__ = ["check_reliance_on", "check_object_share"]
 
