@@ -149,8 +149,8 @@ def test_student_copy_reaches_every_check_with_the_not_implemented_message(path,
     assert "### BEGIN SOLUTION" not in copy_text and "teacher-only" not in copy_text
     assert "For the teacher" not in copy_text
     student = nbformat.read(released[path.name], as_version=4)
-    assert not _skipped_cells_reading_undone_work(nbformat.read(path, as_version=4), student), \
-        f"{path.name}: {_skipped_cells_reading_undone_work(nbformat.read(path, as_version=4), student)}"
+    undone = _skipped_cells_reading_undone_work(nbformat.read(path, as_version=4), student)
+    assert not undone, f"{path.name}: {undone}"
     executed = _execute(GradeOnlyExercises().preprocess(student, {})[0])
     checks = [c for c in executed.cells if c.cell_type == "code" and CHECK_CALL.search(c.source)]
     assert checks, f"{path.name}: no exercise check found"
