@@ -35,7 +35,7 @@ from ..core.layers import explainable_layers
 from ..core.maps import upsample
 from ..judging.compare import METHODS, method_maps
 from ..judging.curves import deletion, insertion
-from ..judging.pointing import energy_share
+from ..judging.pointing import energy_share, peak_in_mask
 
 __all__ = ["METHOD_NAMES", "METRIC_NAMES", "resolve_methods", "resolve_metrics", "default_layer", "random_method",
            "image_noise", "takes_indices", "curve_auc", "pointing", "energy"]
@@ -124,9 +124,8 @@ def pointing(model, x, maps, target, masks, *, indices=None, seed: int = 0) -> t
     masks = _first_mask(masks)
     flat = _image_maps(maps, masks, "pointing").flatten(1)
     indices = torch.arange(len(flat)) if indices is None else indices
-    keys = image_noise(indices, tuple(masks.shape[-2:]), seed, POINTING_STREAM, flat.device).flatten(1)
-    peak = torch.where(flat == flat.amax(1, keepdim=True), keys, -1.0).argmax(1)
-    return masks.flatten(1).gather(1, peak[:, None].to(masks.device))[:, 0].bool().double()
+    keys = image_noise(indices, tuple(masks.shape[-2:]), seed, POINTING_STREAM, flat.device)
+    return peak_in_mask(flat, masks, keys).double()
 
 
 def energy(model, x, maps, target, masks) -> torch.Tensor:

@@ -38,6 +38,7 @@ from ..core.maps import upsample
 from ..explain import explain_dataset
 from ..explain.scoring import curve_auc, pointing, random_method
 from ..judging.compare import METHODS, method_maps
+from ..judging.pointing import peak_in_mask
 from .shapenet import WORLDS, load_shape_model, make_world
 from .world import PARTS, PartMasks, Scene, World
 
@@ -145,14 +146,8 @@ def rank_agreement(map_mass: torch.Tensor, reliance: torch.Tensor, present: torc
 def pointing_hits(maps: torch.Tensor, mask: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """``(N,)`` booleans: whether each map's maximum lies in ``mask`` ``(N, H, W)``; one of several tied maxima is
     drawn at random (``generator`` on the CPU, seeded), so ties favour no part of the image."""
-    return _pointing(maps, mask, torch.rand(mask.shape, generator=generator))
-
-
-def _pointing(maps: torch.Tensor, mask: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
-    maps = check_part_maps(maps, PartMasks(mask, mask, mask, mask)).flatten(1)
-    at_max = maps == maps.max(1, keepdim=True).values
-    chosen = torch.where(at_max, keys.flatten(1).to(maps.device), -1.0).argmax(1)
-    return mask.flatten(1).gather(1, chosen[:, None])[:, 0]
+    maps = check_part_maps(maps, PartMasks(mask, mask, mask, mask))
+    return peak_in_mask(maps, mask, torch.rand(mask.shape, generator=generator))
 
 
 def centre_hits(mask: torch.Tensor) -> torch.Tensor:

@@ -29,7 +29,8 @@ import torch
 
 from ..core.maps import box_mask
 
-__all__ = ["PointingResult", "check_boxes", "box_masks", "pointing_game", "energy_pointing_game", "energy_share"]
+__all__ = ["PointingResult", "check_boxes", "box_masks", "pointing_game", "energy_pointing_game", "energy_share",
+           "peak_in_mask"]
 
 
 class PointingResult(NamedTuple):
@@ -149,3 +150,12 @@ def energy_share(maps: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:
     total = energy.sum((-2, -1))
     inside = inside.to(energy.device)
     return torch.where(total > 0, (energy * inside).sum((-2, -1)) / total, torch.full_like(total, float("nan")))
+
+
+def peak_in_mask(maps: torch.Tensor, mask: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    """``(N,)`` booleans: whether each map's maximum lies in ``mask`` (both ``(N, H, W)``). Among tied maxima the one
+    with the largest ``keys`` value counts, so random keys make ties favour no part of the image (a flat map then
+    hits as often as the mask's area predicts, not always at the top-left corner)."""
+    flat = maps.flatten(1)
+    peak = torch.where(flat == flat.amax(1, keepdim=True), keys.flatten(1).to(flat.device), -1.0).argmax(1)
+    return mask.flatten(1).gather(1, peak[:, None].to(mask.device))[:, 0].bool()
