@@ -271,8 +271,10 @@ class World:
         """Paint the shape in ``slot`` over ``images`` ``(N, 3, size, size)`` in its colour, and write
         ``slot + 1`` into ``owner`` ``(N, size, size)`` where it lies.
 
-        Each shape is evaluated on a square window around it only (its radius bounds it), each kind on its
-        own images only (a loop over the few kinds, not over images), and only its own pixels are written."""
+        Each shape is evaluated on a square window around it only (twice the largest radius plus 2 pixels;
+        it cuts a few pixels off the largest rotated squares and crosses, left so for the images to stay those
+        of the shipped weights and scores), each kind on its own images only (a loop over the few kinds, not
+        over images), and only the shape's own pixels are written."""
         n, size = owner.shape[0], self.size
         centre, radius, angle = scenes.centre[:, slot], scenes.radius[:, slot], scenes.angle[:, slot]
         window = min(size, math.ceil(2 * (OBJECT_RADIUS[1] if slot == 0 else DISTRACTOR_RADIUS[1]) * size) + 2)
@@ -289,23 +291,24 @@ class World:
         for index in scenes.shape[:, slot].unique().tolist():
             rows = (scenes.shape[:, slot] == index).nonzero().squeeze(1)
             inside[rows] = _inside(kinds[index], px[rows], py[rows])
-        image, place = (inside & present[:, None, None]).view(n, -1).nonzero().unbind(1)
+        image, place = (inside & present[:, None, None]).view(n, -1).nonzero().unbind(1)   # place in the window
         pixel = y[image, place // window] * size + x[image, place % window]
         owner.view(n, -1)[image, pixel] = slot + 1
         images.view(n, 3, -1)[image, :, pixel] = scenes.colour[image, slot]
 
     def _draw_background(self, numbers: dict, n: int, device) -> torch.Tensor:
         """Each image's texture or photo crop, ``(N, 3, size, size)``, each drawn on its own images only."""
-        photos = numbers["photo"]
-        if not photos.any():
+        is_photo = numbers["photo"]
+        if not is_photo.any():
             return self._texture(numbers)
         backgrounds = torch.empty(n, 3, self.size, self.size, device=device)
-        textures, photos = (~photos).nonzero().squeeze(1), photos.nonzero().squeeze(1)
+        textures, photos = (~is_photo).nonzero().squeeze(1), is_photo.nonzero().squeeze(1)
         backgrounds.index_copy_(0, textures, self._texture({key: value[textures] for key, value in numbers.items()}))
         self._paint_photo_crops(backgrounds, photos, {key: value[photos] for key, value in numbers.items()})
         return backgrounds
 
     def _texture(self, numbers: dict) -> torch.Tensor:
+        """Procedural textures, ``(N, 3, size, size)``."""
         size, device = self.size, numbers["noise"].device
         # smooth colour noise and a grating, both separable: two small matrix products per image
         smooth = _cubic_upsampling(size, numbers["noise"].shape[-1], device)
@@ -332,4 +335,5 @@ class World:
             crops = (numbers["which"] == index).nonzero().squeeze(1)
             grid = torch.stack([x[crops, None, :].expand(-1, size, -1), y[crops, :, None].expand(-1, -1, size)], -1)
             photo = F.grid_sample(bank.expand(len(crops), -1, -1, -1), grid, align_corners=False)
-            backgrounds.index_copy_(0, rows[crops], photo.mul_(0.6).add_(0.2))   # muted, like the textures
+            # muted, like the textures, so saturated shapes stand out
+            backgrounds.index_copy_(0, rows[crops], photo.mul_(0.6).add_(0.2))
