@@ -104,7 +104,8 @@ def main(argv=None) -> None:
              f"Recorded {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} "
              f"on {platform.processor() or platform.machine()}, "
              f"{os.cpu_count()} logical cores; torch {torch.__version__}, 1 thread; process CPU time. "
-             f"Load average before: {load}. Run: `python benchmarks/synthetic.py --out benchmarks/results`.", "",
+             f"Load average before: {load}. Run: `python benchmarks/synthetic.py --out benchmarks/results"
+             f"{' --train' if args.train else ''}`.", "",
              "| generator | images/s (sample + render) | images/s (render without the object) |", "|---|---:|---:|",
              *generator_rows(), "",
              "| scoring | helper | the calls alone | ratio |", "|---|---:|---:|---:|", scoring_row(args.images)]
