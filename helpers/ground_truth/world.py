@@ -248,8 +248,8 @@ class World:
         if unknown:
             raise ValueError(f"unknown part(s) {unknown}: choose from {PARTS}")
         device, n, size = scenes.labels.device, scenes.n, self.size
-        background = self._draw_background(scenes.other_background if "background" in without else scenes.background,
-                                           n, device)
+        images = self._draw_background(scenes.other_background if "background" in without else scenes.background,
+                                       n, device)
         slots = present = scenes.present.clone()
         if "object" in without:
             present[:, 0] = False
@@ -257,23 +257,24 @@ class World:
             present[:, 1:] = False
         owner = torch.zeros(n, size, size, dtype=torch.uint8, device=device)  # 0 background, slot + 1 for a shape
         for slot in range(slots.shape[1] - 1, -1, -1):  # distractors first, the object on top
-            self._paint_shape(owner, scenes, slot, present[:, slot])
+            self._paint_shape(images, owner, scenes, slot, present[:, slot])
         side = max(2, round(MARK_FRACTION * size))
         mark_slot = slots.shape[1] + 1
-        owner[:, 1:1 + side, 1:1 + side].masked_fill_((scenes.mark & ("mark" not in without))[:, None, None], mark_slot)
-        # one gather from each image's palette (background, shapes, mark) instead of a where per part
-        palette = torch.cat([torch.zeros(n, 1, 3, device=device), scenes.colour,
-                             torch.tensor(MARK_COLOUR, device=device).expand(n, 1, 3)], 1)
-        index = owner.view(n, 1, -1).long().expand(-1, 3, -1)
-        painted = palette.transpose(1, 2).gather(2, index).view(n, 3, size, size)
-        images = torch.where(owner[:, None] == 0, background, painted)
+        marked = (scenes.mark & ("mark" not in without))[:, None, None]
+        owner[:, 1:1 + side, 1:1 + side].masked_fill_(marked, mark_slot)
+        square = images[:, :, 1:1 + side, 1:1 + side]
+        square.copy_(torch.where(marked[:, None], torch.tensor(MARK_COLOUR, device=device)[:, None, None], square))
         return images, PartMasks(owner == 1, (owner > 1) & (owner < mark_slot), owner == mark_slot, owner == 0)
 
-    def _paint_shape(self, owner: torch.Tensor, scenes: Scene, slot: int, present: torch.Tensor) -> None:
-        """Write ``slot + 1`` into ``owner`` ``(N, size, size)`` where the shape in ``slot`` lies.
+    def _paint_shape(self, images: torch.Tensor, owner: torch.Tensor, scenes: Scene, slot: int,
+                     present: torch.Tensor) -> None:
+        """Paint the shape in ``slot`` over ``images`` ``(N, 3, size, size)`` in its colour, and write
+        ``slot + 1`` into ``owner`` ``(N, size, size)`` where it lies.
 
-        Each shape is evaluated on a square window around it only (its radius bounds it), and each kind
-        on its own images only: a loop over the few kinds, not over images."""
+        Each shape is evaluated on a square window around it only (twice the largest radius plus 2 pixels;
+        it cuts a few pixels off the largest rotated squares and crosses, left so for the images to stay those
+        of the shipped weights and scores), each kind on its own images only (a loop over the few kinds, not
+        over images), and only the shape's own pixels are written."""
         n, size = owner.shape[0], self.size
         centre, radius, angle = scenes.centre[:, slot], scenes.radius[:, slot], scenes.angle[:, slot]
         window = min(size, math.ceil(2 * (OBJECT_RADIUS[1] if slot == 0 else DISTRACTOR_RADIUS[1]) * size) + 2)
@@ -290,13 +291,25 @@ class World:
         for index in scenes.shape[:, slot].unique().tolist():
             rows = (scenes.shape[:, slot] == index).nonzero().squeeze(1)
             inside[rows] = _inside(kinds[index], px[rows], py[rows])
-        inside &= present[:, None, None]
-        pixels = (y[:, :, None] * size + x[:, None, :]).view(n, -1)
-        flat = owner.view(n, -1)
-        flat.scatter_(1, pixels, torch.where(inside.view(n, -1), slot + 1, flat.gather(1, pixels)).to(owner.dtype))
+        image, place = (inside & present[:, None, None]).view(n, -1).nonzero().unbind(1)   # place in the window
+        pixel = y[image, place // window] * size + x[image, place % window]
+        owner.view(n, -1)[image, pixel] = slot + 1
+        images.view(n, 3, -1)[image, :, pixel] = scenes.colour[image, slot]
 
     def _draw_background(self, numbers: dict, n: int, device) -> torch.Tensor:
-        size = self.size
+        """Each image's texture or photo crop, ``(N, 3, size, size)``, each drawn on its own images only."""
+        is_photo = numbers["photo"]
+        if not is_photo.any():
+            return self._texture(numbers)
+        backgrounds = torch.empty(n, 3, self.size, self.size, device=device)
+        textures, photos = (~is_photo).nonzero().squeeze(1), is_photo.nonzero().squeeze(1)
+        backgrounds.index_copy_(0, textures, self._texture({key: value[textures] for key, value in numbers.items()}))
+        self._paint_photo_crops(backgrounds, photos, {key: value[photos] for key, value in numbers.items()})
+        return backgrounds
+
+    def _texture(self, numbers: dict) -> torch.Tensor:
+        """Procedural textures, ``(N, 3, size, size)``."""
+        size, device = self.size, numbers["noise"].device
         # smooth colour noise and a grating, both separable: two small matrix products per image
         smooth = _cubic_upsampling(size, numbers["noise"].shape[-1], device)
         texture = smooth @ (0.5 * numbers["noise"]) @ smooth.T
@@ -305,19 +318,22 @@ class World:
         u = 2 * math.pi * frequency[:, None] * direction.cos()[:, None] * coords           # (N, size) along x
         v = 2 * math.pi * frequency[:, None] * direction.sin()[:, None] * coords + phase[:, None]
         grating = amplitude[:, None, None] * (torch.stack([v.sin(), v.cos()], 2) @ torch.stack([u.cos(), u.sin()], 1))
-        texture.add_(grating.add_(0.25)[:, None]).clamp_(0, 1)
-        photos = numbers["photo"]
-        if not photos.any():
-            return texture
-        crop = numbers["crop"][photos]
-        scale, shift, flip = crop[:, 0], crop[:, 1:3], 1 - 2 * crop[:, 3]
-        zero = torch.zeros_like(scale)
-        theta = torch.stack([torch.stack([scale * flip, zero, shift[:, 0]], 1),
-                             torch.stack([zero, scale, shift[:, 1]], 1)], 1)
-        grid = F.affine_grid(theta, [len(crop), 3, size, size], align_corners=False)
-        photo, which = torch.empty(len(crop), 3, size, size, device=device), numbers["which"][photos]
+        return texture.add_(grating.add_(0.25)[:, None]).clamp_(0, 1)
+
+    def _paint_photo_crops(self, backgrounds: torch.Tensor, rows: torch.Tensor, numbers: dict) -> None:
+        """Write crops of the bundled photos, muted, into ``backgrounds[rows]`` (straight in: no copy).
+
+        A crop is bilinear resampling (``F.grid_sample``) on the grid of the axis-aligned map
+        x ↦ scale · flip · x + shift_x, y ↦ scale · y + shift_y. That grid is separable, so it is built from
+        one row and one column, with ``F.affine_grid``'s arithmetic (the same floats) but without its
+        ``(size², 3)`` matrix product per image."""
+        size, device = self.size, backgrounds.device
+        scale, shift, flip = numbers["crop"][:, 0, None], numbers["crop"][:, 1:3], 1 - 2 * numbers["crop"][:, 3, None]
+        base = torch.linspace(-1, 1, size, device=device) * (size - 1) / size   # pixel centres, align_corners=False
+        x, y = (scale * flip) * base + shift[:, :1], scale * base + shift[:, 1:]   # (N, size) each
         for index, bank in enumerate(photo_bank(device)):   # a loop over the few photos, not over images
-            rows = (which == index).nonzero().squeeze(1)
-            photo[rows] = F.grid_sample(bank.expand(len(rows), -1, -1, -1), grid[rows], align_corners=False)
-        texture[photos] = 0.2 + 0.6 * photo   # muted, like the textures, so saturated shapes stand out
-        return texture
+            crops = (numbers["which"] == index).nonzero().squeeze(1)
+            grid = torch.stack([x[crops, None, :].expand(-1, size, -1), y[crops, :, None].expand(-1, -1, size)], -1)
+            photo = F.grid_sample(bank.expand(len(crops), -1, -1, -1), grid, align_corners=False)
+            # muted, like the textures, so saturated shapes stand out
+            backgrounds.index_copy_(0, rows[crops], photo.mul_(0.6).add_(0.2))
