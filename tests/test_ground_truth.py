@@ -8,7 +8,7 @@ from scipy import stats
 from torch import nn
 
 from helpers.judging.compare import method_maps
-from helpers.ground_truth import (bootstrap_means, centre_hits, check_part_maps, class_contrast, part_mass,
+from helpers.ground_truth import (bootstrap_means, centre_hits, check_part_maps, class_contrast, on_grid, part_mass,
                                   part_reliance, pointing_hits, rank_agreement, score_explanations, winner)
 from helpers.ground_truth.world import MARK_COLOUR, PARTS, World
 
@@ -53,6 +53,21 @@ def test_part_mass_of_the_uniform_map_is_each_parts_area_and_an_all_zero_map_cou
     assert torch.allclose(part_mass(torch.zeros(30, 8, 8), parts), areas, atol=1e-6)
     assert torch.allclose(part_mass(parts.object.float() - 1, parts), areas, atol=1e-6)   # no positive mass
     assert torch.allclose(part_mass(parts.object.float(), parts)[:, 0], torch.ones(30))
+
+
+def test_on_grid_averages_each_cell_and_a_mask_on_the_grid_loses_mass_to_its_border(world):
+    maps = torch.arange(2 * 8 * 8, dtype=torch.float32).view(2, 8, 8)
+    grid = on_grid(maps, 2)                                           # four 4 × 4 cells per map
+    expected = maps.view(2, 2, 4, 2, 4).mean((2, 4))
+    assert grid.shape == (2, 2, 2) and torch.allclose(grid, expected)
+    assert torch.allclose(on_grid(maps, 8), maps) and torch.allclose(on_grid(maps, 1)[:, 0, 0], maps.mean((1, 2)))
+    assert torch.allclose(on_grid(torch.ones(3, 64, 48), 16), torch.ones(3, 16, 16))      # cells of 4 × 3 pixels
+    _, parts = world.render(world.sample(30, seed=1, split="test"))
+    share = part_mass(on_grid(parts.object, 16), parts)[:, 0]
+    assert (share < 1).all() and (share > 0.5).all()                 # upsampled bilinearly: it spills over the edge
+    assert torch.equal(part_mass(on_grid(parts.object, 64), parts)[:, 0], torch.ones(30))
+    with pytest.raises(ValueError, match="multiples of 16"):
+        on_grid(torch.ones(2, 60, 60), 16)
 
 
 def test_rank_agreement_is_spearmans_rho_over_the_present_parts():

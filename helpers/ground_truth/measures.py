@@ -42,7 +42,7 @@ from ..judging.pointing import peak_in_mask
 from .shapenet import WORLDS, load_shape_model, make_world
 from .world import PARTS, PartMasks, Scene, World
 
-__all__ = ["Reliance", "part_reliance", "check_part_maps", "part_mass", "object_share", "rank_agreement",
+__all__ = ["Reliance", "part_reliance", "check_part_maps", "part_mass", "on_grid", "object_share", "rank_agreement",
            "pointing_hits", "centre_hits", "bootstrap_means", "winner", "FIGURES", "REFERENCES",
            "GroundTruthScores", "SCORING", "ground_truth_data", "part_masses", "score_explanations",
            "pointing_baselines", "CONTRAST", "class_contrast", "TEST_SET", "evaluation_scenes", "cached_scores"]
@@ -113,6 +113,16 @@ def part_mass(maps: torch.Tensor, parts: PartMasks) -> torch.Tensor:
     positive = torch.where(empty[:, None, None], torch.ones_like(positive), positive)
     mass = (stacked * positive[:, None]).flatten(2).sum(2)
     return mass / mass.sum(1, keepdim=True)
+
+
+def on_grid(maps: torch.Tensor, side: int) -> torch.Tensor:
+    """``maps`` ``(N, H, W)`` averaged onto a ``side`` × ``side`` grid of equal cells, ``(N, side, side)``: what a map
+    at a layer's resolution can hold of a finer map (a part's mask, a pixel map). :func:`part_mass` then upsamples it
+    bilinearly, as it does every layer map."""
+    if maps.ndim != 3 or maps.shape[-2] % side or maps.shape[-1] % side:
+        raise ValueError(f"cannot average maps of shape {tuple(maps.shape)} onto a {side} × {side} grid: give maps "
+                         f"(N, H, W) whose sides are multiples of {side}")
+    return torch.nn.functional.avg_pool2d(maps.float()[:, None], (maps.shape[-2] // side, maps.shape[-1] // side))[:, 0]
 
 
 def object_share(maps: torch.Tensor, parts: PartMasks) -> torch.Tensor:
