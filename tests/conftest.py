@@ -32,18 +32,20 @@ LONGEST_FIRST = [
     "tests/test_nbgrader_course.py", "notebooks/08_judging_explanations.ipynb", "tests/test_classroom.py",
     "tests/test_browser.py", "tests/test_evaluate_explorer.py", "notebooks/10_ground_truth.ipynb",
     "notebooks/07_integrated_gradients.ipynb", "tests/test_benchmark_smoke.py", "tests/test_explain_runs.py",
-    "tests/test_book.py", "notebooks/09_cam_variants.ipynb", "notebooks/06_filters_and_deep_dream.ipynb",
-    "notebooks/05_smoothgrad.ipynb", "tests/test_explain_cli.py", "tests/test_cam_widgets.py",
-    "tests/test_install.py", "notebooks/03_grad_cam_pp.ipynb", "tests/test_device_choice.py",
+    "tests/test_book.py", "tests/test_synthetic_retraining.py", "notebooks/09_cam_variants.ipynb",
+    "notebooks/06_filters_and_deep_dream.ipynb", "notebooks/05_smoothgrad.ipynb", "tests/test_explain_cli.py",
+    "tests/test_cam_widgets.py", "tests/test_install.py", "notebooks/03_grad_cam_pp.ipynb", "tests/test_device_choice.py",
 ]
-# What `make check` leaves out: whole notebooks, a browser, the website, nbgrader, a wheel install, torchrun.
+# What `make check` leaves out: whole notebooks, a browser, the website, nbgrader, a wheel install, torchrun,
+# notebook 10's two models trained in full.
 SLOW = {"tests/test_nbgrader_course.py", "tests/test_classroom.py", "tests/test_browser.py", "tests/test_book.py",
-        "tests/test_install.py", "tests/test_explain_runs.py", "tests/test_benchmark_smoke.py"}
+        "tests/test_install.py", "tests/test_explain_runs.py", "tests/test_benchmark_smoke.py",
+        "tests/test_synthetic_retraining.py"}
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: a notebook, a browser, the website, nbgrader, a wheel install or "
-                                       "torchrun (make check leaves these out)")
+    config.addinivalue_line("markers", "slow: a notebook, a browser, the website, nbgrader, a wheel install, torchrun or "
+                                       "a full training run (make check leaves these out)")
     workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
     if workers:  # each worker, and the notebook kernels it starts, gets its share of the cores, not all of them
         threads = max(1, (os.cpu_count() or 1) // int(workers))
