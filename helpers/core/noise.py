@@ -135,11 +135,8 @@ def noisy_chunks(x: torch.Tensor, noise_level: float, samples: int, batch_size: 
     sigma = noise_sigma(x, noise_level)
     padded = -(-per_image // 16) * 16  # torch draws normals in blocks of 16: whole blocks keep chunking invisible
     device = generator.device if generator is not None else x.device
-    total = n * samples
-    starts = range(0, total, batch_size)
-    show = len(starts) > 4 if progress is None else progress
-    for start in progress_bar(starts, desc=description, disable=not show, leave=False):
-        index = torch.arange(start, min(start + batch_size, total), device=x.device) // samples
+    for rows in row_chunks(n * samples, batch_size, x.device, progress, description):
+        index = rows // samples
         draws = torch.randn(len(index), padded, generator=generator, device=device, dtype=x.dtype)
         noise = _to_device(draws[:, :per_image], x.device).view(-1, *x.shape[1:])
         yield x[index] + sigma[index] * noise, index
